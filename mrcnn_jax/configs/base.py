@@ -1,0 +1,80 @@
+"""Base config: Mask R-CNN R50-FPN with Detectron2's defaults. Presets import it and override fields.
+
+    python -m mrcnn_jax.train --config mrcnn_jax/configs/base.py --workdir runs/base
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.num_classes = 80
+  config.class_names = ()
+
+  config.data = ml_collections.ConfigDict(dict(
+      name="coco/2017",
+      data_dir="data",
+      canvas=1024,            # square padded canvas side; multiple of 32
+      min_size=800,           # resize: short side
+      max_size=1024,          # resize: long side at most
+      max_instances=100,      # GT padded to this many instances
+      gt_mask_size=64,        # GT masks stored cropped to their box at this resolution
+      train_split="train",
+      eval_split="validation",
+      batch_size=16,          # global batch (all hosts)
+      eval_batch_size=8,
+      num_workers=0,
+      flip=True,
+  ))
+
+  config.model = ml_collections.ConfigDict(dict(
+      backbone="resnet50",    # resnet18 | resnet34 | resnet50 | resnet101
+      width=64,               # stem / res2 width
+      norm="group",           # group (from scratch) | frozen_bn (imported ImageNet weights)
+      head="fpn",             # fpn | c4
+      fpn_channels=256,
+      dtype="float32",        # compute dtype: float32 | bfloat16 (parameters stay float32)
+      freeze_at=0,            # stages 1..freeze_at get no updates (2 with ImageNet weights)
+      pixel_mean=(123.675, 116.28, 103.53),
+      pixel_std=(58.395, 57.12, 57.375),
+      anchor_sizes=(32, 64, 128, 256, 512),
+      anchor_ratios=(0.5, 1.0, 2.0),
+      # The paper's Table 2 switches.
+      pooler="roi_align",     # roi_align | roi_pool | roi_warp
+      mask_loss="sigmoid",    # sigmoid (decoupled) | softmax (multinomial across classes)
+      mask_mode="class_specific",  # class_specific | agnostic
+      mask_head="fcn",        # fcn | mlp
+  ))
+  config.model.rpn = ml_collections.ConfigDict(dict(
+      fg_iou=0.7, bg_iou=0.3, batch_per_image=256, positive_fraction=0.5,
+      pre_nms_topk_train=2000, post_nms_topk_train=1000,
+      pre_nms_topk_test=1000, post_nms_topk_test=1000,
+      nms_threshold=0.7, min_size=0.0,
+  ))
+  config.model.roi = ml_collections.ConfigDict(dict(
+      fg_iou=0.5, batch_per_image=512, positive_fraction=0.25,
+      pooler_resolution=7, sampling_ratio=2, aligned=True, fc_dim=1024,
+      box_weights=(10.0, 10.0, 5.0, 5.0),
+      score_threshold=0.05, nms_threshold=0.5, detections_per_image=100,
+      candidates_per_image=2000,  # best (box, class) pairs kept for NMS (a static bound)
+  ))
+  config.model.mask = ml_collections.ConfigDict(dict(
+      pooler_resolution=14, conv_dim=256, num_convs=4, mlp_dim=1024,
+  ))
+
+  config.train = ml_collections.ConfigDict(dict(
+      seed=0,
+      steps=90_000,
+      base_lr=0.02,           # at batch 16; scaled linearly with data.batch_size
+      warmup_steps=1000,
+      warmup_factor=0.001,
+      decay_steps=(60_000, 80_000),
+      momentum=0.9,
+      weight_decay=1e-4,
+      clip_norm=0.0,          # 0: no clipping
+      checkpoint_every=5000,
+      keep=3,
+      eval_every=0,           # 0: only at the end
+      log_every=20,
+  ))
+  return config

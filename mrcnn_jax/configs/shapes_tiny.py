@@ -1,0 +1,33 @@
+"""Tiny Mask R-CNN on the synthetic shapes dataset: small ResNet-18-FPN, 128 px canvas, CPU-friendly.
+
+    python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_tiny.py --workdir runs/shapes_tiny
+"""
+
+from mrcnn_jax.configs import base
+
+
+def get_config():
+  config = base.get_config()
+  config.num_classes = 4
+  config.class_names = ("circle", "square", "triangle", "bar")
+
+  d = config.data
+  d.name = "mrcnn_shapes"
+  d.canvas, d.min_size, d.max_size = 128, 128, 128
+  d.max_instances, d.gt_mask_size = 8, 32
+  d.batch_size, d.eval_batch_size = 8, 16
+
+  m = config.model
+  m.backbone, m.width, m.fpn_channels = "resnet18", 16, 64
+  m.anchor_sizes = (8, 16, 32, 64, 128)
+  m.rpn.batch_per_image = 64
+  m.rpn.pre_nms_topk_train, m.rpn.post_nms_topk_train = 256, 128
+  m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test = 256, 100
+  m.roi.batch_per_image, m.roi.fc_dim = 64, 256
+  m.roi.candidates_per_image, m.roi.detections_per_image = 400, 20
+  m.mask.conv_dim = 64
+
+  t = config.train
+  t.steps, t.warmup_steps, t.decay_steps = 3000, 200, (2400, 2800)
+  t.checkpoint_every, t.eval_every, t.log_every = 500, 0, 20
+  return config

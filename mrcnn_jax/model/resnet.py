@@ -1,0 +1,161 @@
+"""ResNet backbones (18/34 basic blocks, 50/101 bottlenecks) with GroupNorm or frozen BatchNorm.
+
+Input  [B, H, W, 3] float (normalised pixels).  Output: a dict ``{"res2": ..., "res5": ...}`` of NHWC
+feature maps at strides 4, 8, 16, 32; ``stages`` limits how deep the trunk goes (C4 stops at res4 and
+runs res5 inside its RoI head, see ``roi_heads.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+STAGE_NAMES = ("res2", "res3", "res4", "res5")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec:
+  block: str          # "basic" | "bottleneck"
+  depths: tuple[int, int, int, int]
+
+
+RESNETS = {
+    "resnet18": ResNetSpec("basic", (2, 2, 2, 2)),
+    "resnet34": ResNetSpec("basic", (3, 4, 6, 3)),
+    "resnet50": ResNetSpec("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ResNetSpec("bottleneck", (3, 4, 23, 3)),
+}
+
+
+class FrozenBatchNorm(nnx.Module):
+  """BatchNorm with fixed statistics and affine terms (for imported ImageNet weights).
+
+  Its four tensors are ``nnx.BatchStat`` variables, not parameters: the optimizer never sees them.
+  """
+
+  def __init__(self, num_features: int, epsilon: float = 1e-5):
+    self.scale = nnx.BatchStat(jnp.ones((num_features,)))
+    self.bias = nnx.BatchStat(jnp.zeros((num_features,)))
+    self.mean = nnx.BatchStat(jnp.zeros((num_features,)))
+    self.var = nnx.BatchStat(jnp.ones((num_features,)))
+    self.epsilon = epsilon
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    multiplier = self.scale[...] * jax.lax.rsqrt(self.var[...] + self.epsilon)
+    offset = self.bias[...] - self.mean[...] * multiplier
+    return x * multiplier.astype(x.dtype) + offset.astype(x.dtype)
+
+
+def make_norm(kind: str, num_features: int, rngs: nnx.Rngs, dtype=None) -> nnx.Module:
+  """GroupNorm (32 groups, fewer for narrow layers) or FrozenBatchNorm."""
+  if kind == "group":
+    groups = min(32, num_features)
+    while num_features % groups:
+      groups //= 2
+    return nnx.GroupNorm(num_features, num_groups=groups, epsilon=1e-5, dtype=dtype, rngs=rngs)
+  if kind == "frozen_bn":
+    return FrozenBatchNorm(num_features)
+  raise ValueError(f"norm must be 'group' or 'frozen_bn', got {kind!r}")
+
+
+class ConvNorm(nnx.Module):
+  """Conv (no bias) followed by a norm layer; ``relu`` optional."""
+
+  def __init__(self, cin, cout, kernel, stride=1, *, norm, relu=True, dtype=None, rngs):
+    pad = kernel // 2
+    self.conv = nnx.Conv(cin, cout, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
+                         use_bias=False, dtype=dtype, rngs=rngs,
+                         kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"))
+    self.norm = make_norm(norm, cout, rngs, dtype)
+    self.relu = relu
+
+  def __call__(self, x):
+    x = self.norm(self.conv(x))
+    return nnx.relu(x) if self.relu else x
+
+
+class BasicBlock(nnx.Module):
+  expansion = 1
+
+  def __init__(self, cin, width, stride, *, norm, dtype=None, rngs):
+    cout = width * self.expansion
+    self.conv1 = ConvNorm(cin, width, 3, stride, norm=norm, dtype=dtype, rngs=rngs)
+    self.conv2 = ConvNorm(width, cout, 3, norm=norm, relu=False, dtype=dtype, rngs=rngs)
+    self.shortcut = (ConvNorm(cin, cout, 1, stride, norm=norm, relu=False, dtype=dtype, rngs=rngs)
+                     if stride != 1 or cin != cout else None)
+
+  def __call__(self, x):
+    residual = x if self.shortcut is None else self.shortcut(x)
+    return nnx.relu(self.conv2(self.conv1(x)) + residual)
+
+
+class Bottleneck(nnx.Module):
+  """1x1 -> 3x3 (stride here, as in Detectron2's default) -> 1x1, expansion 4."""
+  expansion = 4
+
+  def __init__(self, cin, width, stride, *, norm, dtype=None, rngs):
+    cout = width * self.expansion
+    self.conv1 = ConvNorm(cin, width, 1, norm=norm, dtype=dtype, rngs=rngs)
+    self.conv2 = ConvNorm(width, width, 3, stride, norm=norm, dtype=dtype, rngs=rngs)
+    self.conv3 = ConvNorm(width, cout, 1, norm=norm, relu=False, dtype=dtype, rngs=rngs)
+    self.shortcut = (ConvNorm(cin, cout, 1, stride, norm=norm, relu=False, dtype=dtype, rngs=rngs)
+                     if stride != 1 or cin != cout else None)
+
+  def __call__(self, x):
+    residual = x if self.shortcut is None else self.shortcut(x)
+    return nnx.relu(self.conv3(self.conv2(self.conv1(x))) + residual)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class Stage(nnx.Module):
+  """A sequence of residual blocks; the first one strides."""
+
+  def __init__(self, block_cls, cin, width, depth, stride, *, norm, dtype=None, rngs):
+    blocks = []
+    for i in range(depth):
+      blocks.append(block_cls(cin, width, stride if i == 0 else 1, norm=norm, dtype=dtype, rngs=rngs))
+      cin = width * block_cls.expansion
+    self.blocks = nnx.List(blocks)
+    self.out_channels = cin
+
+  def __call__(self, x):
+    for block in self.blocks:
+      x = block(x)
+    return x
+
+
+def make_stage(depth_name: str, stage: int, *, width: int, norm: str, dtype=None, rngs) -> Stage:
+  """Builds stage ``stage`` (2..5) of ``depth_name`` on its own (C4 uses this for the res5 head)."""
+  spec = RESNETS[depth_name]
+  block_cls = BLOCKS[spec.block]
+  stage_width = width * 2 ** (stage - 2)
+  cin = width if stage == 2 else width * 2 ** (stage - 3) * block_cls.expansion  # previous stage's output
+  stride = 1 if stage == 2 else 2
+  return Stage(block_cls, cin, stage_width, spec.depths[stage - 2], stride, norm=norm, dtype=dtype, rngs=rngs)
+
+
+class ResNet(nnx.Module):
+  """Stem (7x7/2 conv + 3x3/2 max-pool) and stages res2..res{last_stage}."""
+
+  def __init__(self, depth_name: str, *, width: int = 64, norm: str = "group", last_stage: int = 5,
+               dtype=None, rngs: nnx.Rngs):
+    if depth_name not in RESNETS:
+      raise ValueError(f"backbone must be one of {sorted(RESNETS)}, got {depth_name!r}")
+    self.stem = ConvNorm(3, width, 7, 2, norm=norm, dtype=dtype, rngs=rngs)
+    self.stages = nnx.List([make_stage(depth_name, s, width=width, norm=norm, dtype=dtype, rngs=rngs)
+                            for s in range(2, last_stage + 1)])
+    self.out_channels = {name: stage.out_channels for name, stage in zip(STAGE_NAMES, self.stages)}
+
+  def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    x = self.stem(x)
+    x = nnx.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    features = {}
+    for name, stage in zip(STAGE_NAMES, self.stages):
+      x = stage(x)
+      features[name] = x
+    return features

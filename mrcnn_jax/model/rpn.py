@@ -1,0 +1,81 @@
+"""Region Proposal Network: head, anchor targets and losses, and static-shape proposal generation.
+
+All per-image functions here take one image's tensors and are ``jax.vmap``-ed over the batch by
+``mask_rcnn.py``.  Anchors are flattened level by level in (y, x, anchor) order, which is also the order
+of the head's outputs, so anchor ``i`` and prediction ``i`` always refer to the same box.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from mrcnn_jax import ops
+
+
+class RPNHead(nnx.Module):
+  """Shared 3x3 conv + ReLU, then 1x1 objectness (A) and 1x1 box deltas (4A) on every level."""
+
+  def __init__(self, channels: int, num_anchors: int, *, dtype=None, rngs: nnx.Rngs):
+    init = nnx.initializers.normal(0.01)
+    self.conv = nnx.Conv(channels, channels, (3, 3), kernel_init=init, dtype=dtype, rngs=rngs)
+    self.objectness = nnx.Conv(channels, num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
+    self.deltas = nnx.Conv(channels, 4 * num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
+
+  def __call__(self, features: list[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
+    """features: per level [B,H,W,C] -> per level logits [B,H*W*A] and deltas [B,H*W*A,4] (float32)."""
+    logits, deltas = [], []
+    for x in features:
+      x = nnx.relu(self.conv(x))
+      batch = x.shape[0]
+      logits.append(self.objectness(x).reshape(batch, -1).astype(jnp.float32))
+      deltas.append(self.deltas(x).reshape(batch, -1, 4).astype(jnp.float32))
+    return logits, deltas
+
+
+def rpn_losses(logits, deltas, anchors, gt_boxes, gt_valid, gt_crowd, key, cfg):
+  """One image's RPN loss sums.
+
+  Args:
+    logits [N], deltas [N,4]: predictions for all anchors [N,4]; gt_*: [G,...]; cfg: config.model.rpn.
+  Returns:
+    (objectness BCE sum, box L1 sum) over the sampled anchors; the caller divides by
+    ``batch_per_image * num_images`` (Detectron2's normaliser).
+  """
+  iou = ops.box_iou(gt_boxes, anchors)
+  matched, labels = ops.match(iou, gt_valid, gt_crowd, cfg.fg_iou, cfg.bg_iou, allow_low_quality=True)
+  index, sampled = ops.sample_balanced(key, labels, cfg.batch_per_image, cfg.positive_fraction)
+  in_sample = sampled >= 0
+  bce = optax.sigmoid_binary_cross_entropy(logits[index], (sampled == 1).astype(jnp.float32))
+  targets = ops.encode_boxes(gt_boxes[matched[index]], anchors[index])
+  l1 = jnp.abs(deltas[index] - targets).sum(-1)
+  return jnp.where(in_sample, bce, 0.0).sum(), jnp.where(sampled == 1, l1, 0.0).sum()
+
+
+def propose(logits, deltas, anchors, image_size, *, pre_nms_topk, post_nms_topk, nms_threshold, min_size):
+  """One image's proposals, padded to ``post_nms_topk``.
+
+  Per level: the ``pre_nms_topk`` highest-scoring anchors, decoded and clipped to the image; boxes
+  narrower than ``min_size`` dropped; NMS within each level; the best ``post_nms_topk`` overall.
+
+  Args:
+    logits, deltas, anchors: per-level lists of [N_l], [N_l,4], [N_l,4]; image_size [2] (h, w).
+  Returns:
+    boxes [post_nms_topk,4] (no gradient), valid [post_nms_topk] bool.
+  """
+  boxes, scores, levels = [], [], []
+  for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+    k = min(pre_nms_topk, lg.shape[0])
+    top_scores, top = jax.lax.top_k(lg, k)
+    b = ops.clip_boxes(ops.decode_boxes(dl[top], an[top]), image_size[0], image_size[1])
+    wide_enough = ((b[:, 2] - b[:, 0]) > min_size) & ((b[:, 3] - b[:, 1]) > min_size)
+    boxes.append(b)
+    scores.append(jnp.where(wide_enough & jnp.isfinite(top_scores), top_scores, -jnp.inf))
+    levels.append(jnp.full((k,), level, jnp.int32))
+  boxes, scores, levels = (jnp.concatenate(x) for x in (boxes, scores, levels))
+  keep, _ = ops.batched_nms(boxes, scores, levels, nms_threshold, post_nms_topk)
+  valid = keep >= 0
+  proposals = jnp.where(valid[:, None], boxes[jnp.maximum(keep, 0)], 0.0)
+  return jax.lax.stop_gradient(proposals), valid
