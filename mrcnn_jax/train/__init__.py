@@ -1,0 +1,1 @@
+"""Training: mesh and shardings, optimizer, train step, checkpoints, loop; ``python -m mrcnn_jax.train``."""

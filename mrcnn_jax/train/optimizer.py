@@ -1,0 +1,101 @@
+"""SGD with momentum, warmup + step decay, masked weight decay and frozen backbone stages.
+
+Follows Detectron2's recipe: ``lr = base_lr * global_batch / 16`` (linear scaling rule); linear
+warmup from ``warmup_factor * lr`` over ``warmup_steps``; ``x0.1`` at each of ``decay_steps``;
+weight decay added to the gradient (as ``torch.optim.SGD`` does) on conv/dense kernels only, never
+on norm scales or biases; optional global-norm gradient clipping. Parameters of the stages frozen
+by ``config.model.freeze_at`` get exactly zero updates and no momentum buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from ml_collections import ConfigDict
+
+REFERENCE_BATCH = 16
+NO_DECAY_NAMES = frozenset({"bias", "scale"})
+
+
+def scaled_lr(base_lr: float, global_batch: int) -> float:
+  """The linear scaling rule: ``base_lr`` is the rate for a global batch of 16 images."""
+  return base_lr * global_batch / REFERENCE_BATCH
+
+
+def lr_schedule(peak_lr: float, warmup_steps: int, warmup_factor: float,
+                decay_steps: Sequence[int], decay_factor: float = 0.1) -> optax.Schedule:
+  """``step -> lr``: linear warmup from ``warmup_factor * peak_lr``, then x``decay_factor`` per boundary."""
+  boundaries = jnp.asarray(sorted(decay_steps), jnp.int32)
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.int32)
+    alpha = jnp.clip(step / max(warmup_steps, 1), 0.0, 1.0)
+    warmup = jnp.where(step < warmup_steps, warmup_factor * (1 - alpha) + alpha, 1.0)
+    decays = jnp.sum(step >= boundaries)
+    return peak_lr * warmup * decay_factor ** decays
+
+  return schedule
+
+
+def _names(path) -> tuple:
+  """Pytree key path -> plain names / indices, without nnx's trailing ``.value`` attribute."""
+  names = []
+  for key in path:
+    name = getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))
+    names.append(name)
+  return tuple(n for n in names if n != "value")
+
+
+def decay_mask(params):
+  """True where weight decay applies: tensors of rank >= 2 (kernels) not named ``bias``/``scale``."""
+  def rule(path, x):
+    names = _names(path)
+    return x.ndim >= 2 and not (names and names[-1] in NO_DECAY_NAMES)
+  return jax.tree_util.tree_map_with_path(rule, params)
+
+
+def stage_of(path) -> int | None:
+  """ResNet stage number of a parameter (1 = stem, 2 = res2, ...), None outside the backbone trunk.
+
+  The trunk is ``.../stem/...`` and ``.../stages/<i>/...`` (``i = 0`` is res2); see model/resnet.py.
+  """
+  names = _names(path)
+  for i, name in enumerate(names):
+    if name == "stem":
+      return 1
+    if name == "stages" and i + 1 < len(names):
+      return int(names[i + 1]) + 2
+  return None
+
+
+def frozen_labels(params, freeze_at: int):
+  """``"frozen"`` for parameters in stages ``<= freeze_at`` (Detectron2's FREEZE_AT), else ``"train"``."""
+  def rule(path, _):
+    stage = stage_of(path)
+    return "frozen" if stage is not None and stage <= freeze_at else "train"
+  return jax.tree_util.tree_map_with_path(rule, params)
+
+
+def make_optimizer(train: ConfigDict, global_batch: int, freeze_at: int = 0,
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimizer and its learning-rate schedule from ``config.train``.
+
+  Reads ``base_lr, warmup_steps, warmup_factor, decay_steps, momentum, weight_decay, clip_norm``
+  (``clip_norm <= 0`` or None: no clipping).
+  """
+  schedule = lr_schedule(scaled_lr(train.base_lr, global_batch), train.warmup_steps,
+                         train.warmup_factor, train.decay_steps)
+  parts = []
+  if train.clip_norm and train.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(train.clip_norm))
+  if train.weight_decay:
+    parts.append(optax.add_decayed_weights(train.weight_decay, mask=decay_mask))
+  parts += [optax.trace(decay=train.momentum), optax.scale_by_learning_rate(schedule)]
+  tx = optax.chain(*parts)
+  if freeze_at > 0:
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               lambda params: frozen_labels(params, freeze_at))
+  return tx, schedule

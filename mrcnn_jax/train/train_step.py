@@ -1,0 +1,85 @@
+"""One jitted training step, data-parallel over a ``jax.sharding.Mesh``.
+
+The model is used the functional NNX way: ``graphdef, params, rest = nnx.split(model, nnx.Param, ...)``
+once on the host, then inside the jitted step ``nnx.merge(graphdef, params, rest).losses(batch, key)``.
+``params`` (fp32, whatever ``config.model.dtype`` the model computes in) are trained; ``rest`` (frozen
+BatchNorm statistics and any other non-parameter state) is a constant of the step.
+
+Sharding: the batch is split over the mesh's ``data`` axis (``P('data')``) and the train state is
+replicated (``P()``); XLA inserts the gradient all-reduce. The mesh may span many processes: the
+same program runs on every process, each feeding its slice of the batch (see ``mesh.global_batch``).
+
+Switching on FSDP (ZeRO-3 style) needs no change to the model: give ``params`` and ``opt_state`` a
+sharding that splits each large tensor over the ``data`` axis, e.g. a rule "shard the largest
+dimension divisible by the axis size, replicate small tensors", build the per-leaf
+``NamedSharding(mesh, P(..., 'data', ...))`` tree with ``jax.tree.map`` and pass it as the state
+part of ``in_shardings``/``out_shardings`` (and to ``jax.device_put`` / the checkpoint restore
+target). XLA then all-gathers each weight before use and reduce-scatters its gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from mrcnn_jax.train import mesh as mesh_lib
+from mrcnn_jax.train import optimizer as optimizer_lib
+
+TrainState = dict[str, Any]   # {"step": int32 [], "params": nnx.State, "opt_state": ..., "rng": uint32 [2]}
+
+
+def init_state(params: nnx.State, tx: optax.GradientTransformation, seed: int, mesh: Mesh) -> TrainState:
+  """The step-0 train state, replicated over ``mesh``."""
+  def init(params):
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+            # A stream apart from nnx.Rngs(seed)'s fold_in(PRNGKey(seed), n) used to initialise the model.
+            "rng": jax.random.split(jax.random.PRNGKey(seed))[1]}
+  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(params)
+
+
+def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, mesh: Mesh, freeze_at: int = 0,
+                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """Returns ``step(state, batch) -> (state, metrics)``, jitted over ``mesh``.
+
+  ``batch``: global arrays from ``mesh.global_batch``. ``metrics``: every loss term, ``loss``
+  (their sum), ``grad_norm`` (over trainable parameters), ``lr`` and ``finite`` (all of these are
+  finite). A step whose losses or gradients are not finite leaves the state untouched, so a bad
+  batch can never reach a checkpoint; the loop stops on ``finite == False``.
+  """
+  replicated = mesh_lib.replicated(mesh)
+  rest = jax.device_put(rest, replicated)
+
+  def loss_fn(params, rest, batch, key):
+    losses = nnx.merge(graphdef, params, rest).losses(batch, key)
+    return sum(losses.values()), losses
+
+  def trainable_only(grads):
+    if freeze_at <= 0:
+      return grads
+    labels = optimizer_lib.frozen_labels(grads, freeze_at)
+    return jax.tree.map(lambda g, lab: jnp.zeros_like(g) if lab == "frozen" else g, grads, labels)
+
+  def step(state, rest, batch):
+    key = jax.random.fold_in(state["rng"], state["step"])
+    (total, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], rest, batch,
+                                                                       key)
+    grad_norm = optax.global_norm(trainable_only(grads))
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state, "rng": state["rng"]}
+    finite = jnp.isfinite(grad_norm) & jnp.all(jnp.stack([jnp.isfinite(v) for v in losses.values()]))
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+    metrics = {**losses, "loss": total, "grad_norm": grad_norm, "lr": schedule(state["step"]),
+               "finite": finite}
+    return new, metrics
+
+  jitted = jax.jit(step, in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+  return lambda state, batch: jitted(state, rest, batch)
