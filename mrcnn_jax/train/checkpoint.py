@@ -1,0 +1,88 @@
+"""Orbax checkpoints of the train state together with the grain data-iterator position.
+
+Layout: ``<workdir>/checkpoints/<step>/{state,data}``. ``state`` holds the train state
+(``step, params, opt_state, rng``, see train_step.py); ``data`` holds one small JSON file per process
+with that process's grain iterator state, so a resumed run continues with exactly the batches an
+uninterrupted run would have seen. Saves are asynchronous (training continues while arrays are
+written); a checkpoint directory appears under its final name only once complete, so a run killed
+mid-save resumes from the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh
+
+from mrcnn_jax.train import mesh as mesh_lib
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(workdir, "checkpoints")
+
+
+class Checkpointer:
+  """Async saving, keep-last-N and resume for (train state, data iterator) pairs."""
+
+  def __init__(self, workdir: str, *, keep: int):
+    self.manager = ocp.CheckpointManager(
+        checkpoint_dir(workdir),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=True))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, data_iter) -> bool:
+    """Starts an async save of ``state`` and the iterator position (no-op if ``step`` is saved)."""
+    if step in self.manager.all_steps():
+      return False
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)),
+        force=True)
+    return True
+
+  def restore(self, state_like, data_iter, mesh: Mesh, step: int | None = None):
+    """Restores checkpoint ``step`` (default: latest) into the structure of ``state_like``.
+
+    Arrays come back replicated over ``mesh``; ``data_iter`` is moved to the saved position in place.
+    Returns the restored state, or None when there is no checkpoint.
+    """
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    sharding = mesh_lib.replicated(mesh)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                          state_like)
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iter)))
+    return restored["state"]
+
+  def wait(self):
+    """Blocks until pending async saves are on disk."""
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()
+
+
+def restore_params(workdir: str, params_like, step: int | None = None):
+  """Only the parameters of a training checkpoint (for inference: ``mrcnn_jax.load``).
+
+  ``params_like``: the ``nnx.State`` of ``nnx.Param``s of a freshly built model (or its abstract
+  version from ``nnx.eval_shape``); returns the same structure with the saved values.
+  """
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(
+      read_only=True))
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint under {checkpoint_dir(workdir)}")
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params_like)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(item={"params": target}, partial_restore=True)))
+  manager.close()
+  return restored["state"]["params"]

@@ -1,0 +1,151 @@
+"""The training loop: data -> sharded train step -> logs, checkpoints, evaluation; resumable.
+
+Every process runs this same function (``python -m mrcnn_jax.train`` on every host). Each reads its
+own shard of the training data, the step runs over a mesh of all devices, and process 0 writes logs,
+``metrics.jsonl``, TensorBoard events and ``config.json``. Reads ``config.train``: seed, steps,
+base_lr, warmup_steps, warmup_factor, decay_steps, momentum, weight_decay, clip_norm,
+checkpoint_every, keep, eval_every (> 0: every that many steps and at the end; 0: only at the end;
+< 0: never), log_every; ``config.data.batch_size`` (global) and ``config.model.freeze_at``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import jax
+import numpy as np
+import tqdm
+from absl import logging
+from etils import epath
+from flax import nnx
+from ml_collections import ConfigDict
+
+from mrcnn_jax import data as data_lib
+from mrcnn_jax import evaluate as evaluate_lib
+from mrcnn_jax.model.mask_rcnn import build_model
+from mrcnn_jax.train import checkpoint as checkpoint_lib
+from mrcnn_jax.train import mesh as mesh_lib
+from mrcnn_jax.train import optimizer as optimizer_lib
+from mrcnn_jax.train import preemption
+from mrcnn_jax.train import train_step as train_step_lib
+from mrcnn_jax.train.writer import MetricWriter
+
+NOT_LOSSES = ("loss", "grad_norm", "lr", "finite")
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss term (or the gradient) became NaN/Inf; the state of that step was not applied or saved."""
+
+
+def check_finite(step: int, metrics: dict):
+  """Raises NonFiniteLossError naming ``step`` and the offending terms unless ``metrics['finite']``."""
+  if bool(metrics["finite"]):
+    return
+  bad = {name: float(value) for name, value in metrics.items()
+         if name not in ("finite", "lr") and not math.isfinite(float(value))}
+  raise NonFiniteLossError(f"non-finite training loss at step {step}: "
+                           + ", ".join(f"{name}={value}" for name, value in bad.items())
+                           + "; stopping without applying or saving this step (the last good "
+                           "checkpoint is kept)")
+
+
+def save_config(config: ConfigDict, workdir: str):
+  """``<workdir>/config.json``: what ``mrcnn_jax.load`` rebuilds the model from."""
+  path = epath.Path(workdir) / "config.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(config.to_json_best_effort(indent=2))
+
+
+def _check_batch_size(config: ConfigDict, mesh) -> int:
+  batch = config.data.batch_size
+  if batch % jax.process_count() or batch % mesh.devices.size:
+    raise ValueError(f"config.data.batch_size={batch} must be divisible by the number of processes "
+                     f"({jax.process_count()}) and of devices ({mesh.devices.size})")
+  return batch
+
+
+def _evaluate(graphdef, state, rest, config: ConfigDict, workdir: str, step: int,
+              writer: MetricWriter) -> dict:
+  """COCO evaluation on process 0 with a host-local copy of the weights (the others wait)."""
+  if jax.process_index() != 0:
+    return {}
+  model = nnx.merge(graphdef, mesh_lib.local_copy(state["params"]), mesh_lib.local_copy(rest))
+  results = evaluate_lib.evaluate(model, config, workdir)
+  writer.write(step, {f"eval/{name}": value for name, value in results.items()})
+  logging.info("step %d evaluation: %s", step, results)
+  return results
+
+
+def _mean(window: list[dict]) -> dict:
+  host = jax.device_get(window)
+  return {name: float(np.mean([m[name] for m in host])) for name in host[0] if name != "finite"}
+
+
+def train(config: ConfigDict, workdir: str) -> dict:
+  """Trains (or resumes) ``config`` in ``workdir``; returns the last logged metrics and evaluation.
+
+  Raises NonFiniteLossError on a NaN/Inf loss. On SIGTERM it saves a checkpoint and returns early
+  with ``{"preempted": step}``.
+  """
+  tc = config.train
+  mesh = mesh_lib.make_mesh()
+  batch_size = _check_batch_size(config, mesh)
+  main = jax.process_index() == 0
+  if main:
+    save_config(config, workdir)
+
+  graphdef, params, rest = nnx.split(build_model(config, seed=tc.seed), nnx.Param, ...)
+  freeze_at = config.model.get("freeze_at", 0)
+  tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
+  state = train_step_lib.init_state(params, tx, tc.seed, mesh)
+  step_fn = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh, freeze_at)
+
+  data_iter = data_lib.train_iterator(config, shard_index=jax.process_index(),
+                                      shard_count=jax.process_count())
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=tc.keep)
+  state = checkpointer.restore(state, data_iter, mesh) or state
+  start = int(state["step"])
+  if start:
+    logging.info("resumed from step %d", start)
+
+  writer = MetricWriter(workdir, enabled=main)
+  watcher = preemption.PreemptionWatcher()
+  bar = tqdm.tqdm(total=tc.steps, initial=start, disable=not main, unit="step", dynamic_ncols=True)
+  summary, window, previous = {}, [], None
+  tick = time.perf_counter()
+  try:
+    for step in range(start + 1, tc.steps + 1):   # ``step`` = number of updates done after this one
+      batch = mesh_lib.global_batch(next(data_iter), mesh)
+      state, metrics = step_fn(state, batch)
+      if previous is not None:                    # checked one step late: keeps the device busy
+        check_finite(*previous)
+      previous = (step, metrics)
+      window.append(metrics)
+      bar.update(1)
+
+      saving = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
+      stop = watcher.should_stop(step)
+      if step % tc.log_every == 0 or saving or stop or step == tc.steps:
+        check_finite(step, metrics)
+        elapsed, tick = time.perf_counter() - tick, time.perf_counter()
+        summary = {**_mean(window), "img_per_sec": batch_size * len(window) / elapsed}
+        window = []
+        writer.write(step, summary)
+        bar.set_postfix(loss=f"{summary['loss']:.3f}", img_s=f"{summary['img_per_sec']:.1f}")
+      if saving or stop or step == tc.steps:
+        checkpointer.save(step, state, data_iter)
+      if stop:
+        logging.warning("preempted: saved step %d, exiting", step)
+        return {"preempted": step}
+      if tc.eval_every > 0 and step % tc.eval_every == 0 and step != tc.steps:
+        summary.update(_evaluate(graphdef, state, rest, config, workdir, step, writer))
+    if tc.eval_every >= 0:
+      summary.update(_evaluate(graphdef, state, rest, config, workdir, int(state["step"]), writer))
+    return summary
+  finally:
+    bar.close()
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+    watcher.close()
