@@ -74,7 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
       clip_norm=0.0,          # 0: no clipping
       checkpoint_every=5000,
       keep=3,
-      eval_every=0,           # 0: only at the end
+      eval_every=0,           # >0: every N steps and at the end; 0: only at the end; <0: never
       log_every=20,
   ))
   return config
