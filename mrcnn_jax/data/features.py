@@ -1,0 +1,59 @@
+"""The on-disk example format shared by our TFDS builders (shapes and COCO-format folders).
+
+  image          encoded PNG/JPEG bytes, decoded to [H, W, 3] uint8
+  image/id       int64 (the COCO image id for folder datasets)
+  objects        a sequence of instances:
+    bbox         tfds BBox, normalized (ymin, xmin, ymax, xmax)
+    label        ClassLabel 0..K-1 (contiguous; the pipeline adds 1 so 0 stays background)
+    is_crowd     bool
+    area         float32, the annotation's area in original pixels (COCO's, or the mask's pixel count)
+    mask         compressed COCO RLE counts of the instance mask at image resolution (pycocotools)
+Metadata: `category_ids` lists, for each label, the dataset's original category id (evaluation maps
+classes back to these).
+"""
+
+import io
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import tensorflow_datasets as tfds
+from PIL import Image
+
+
+def instance_features(class_names) -> tfds.features.FeaturesDict:
+  """FeaturesDict of the format above for the given ClassLabel names."""
+  return tfds.features.FeaturesDict({
+      "image": tfds.features.Image(shape=(None, None, 3)),
+      "image/id": np.int64,
+      "objects": tfds.features.Sequence({
+          "bbox": tfds.features.BBoxFeature(),
+          "label": tfds.features.ClassLabel(names=list(class_names)),
+          "is_crowd": np.bool_,
+          "area": np.float32,
+          "mask": tfds.features.Text(),
+      }),
+  })
+
+
+def encode_png(image: np.ndarray) -> bytes:
+  """PNG bytes of a [H, W, 3] uint8 image (PIL, no TensorFlow)."""
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+  """Compressed RLE counts of a [H, W] bool/uint8 mask."""
+  return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
+
+
+def decode_mask(counts: bytes, height: int, width: int) -> np.ndarray:
+  """[height, width] uint8 mask in {0, 1} from compressed RLE counts."""
+  return mask_utils.decode({"size": [height, width], "counts": counts})
+
+
+def normalized_bbox(box_xyxy, height: int, width: int) -> tfds.features.BBox:
+  """tfds BBox from an absolute (x1, y1, x2, y2) box, clipped to the image."""
+  x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+  return tfds.features.BBox(ymin=min(max(y1 / height, 0.0), 1.0), xmin=min(max(x1 / width, 0.0), 1.0),
+                            ymax=min(max(y2 / height, 0.0), 1.0), xmax=min(max(x2 / width, 0.0), 1.0))

@@ -1,0 +1,128 @@
+"""Prepares datasets once (TensorFlow is needed here only) as random-access ArrayRecord files.
+
+  python -m mrcnn_jax.data.prepare shapes --data_dir D [--seed S --num_train N --num_val M --image_size P]
+  python -m mrcnn_jax.data.prepare folder --name NAME --data_dir D \
+      --annotations [SPLIT=]A.json ... --images [SPLIT=]DIR ... [--skip_bad_images]
+  python -m mrcnn_jax.data.prepare coco --data_dir D [--download_dir X]
+
+`folder` takes one annotation file and one image folder per split (a bare path means split "train").
+`coco` runs TFDS's own coco/2017 builder, which downloads the zips itself (or finds them in
+--download_dir) and stores boxes only, no masks: for COCO instance masks use `folder` on
+annotations/instances_{train,val}2017.json + {train,val}2017/ (see folder_builder.py).
+Each prints the `config.data.name` to use and a summary of what was kept and dropped.
+"""
+
+import argparse
+import os
+import sys
+
+import tensorflow_datasets as tfds
+
+from mrcnn_jax.data import folder_builder, shapes_builder
+
+
+def _prepared(builder) -> bool:
+  return os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+
+
+def _build(builder) -> bool:
+  """Generates the dataset unless it exists; returns whether it was generated now."""
+  if _prepared(builder):
+    return False
+  builder.download_and_prepare()
+  return True
+
+
+def _split_sizes(builder) -> str:
+  return ", ".join(f"{s}: {info.num_examples} images" for s, info in builder.info.splits.items())
+
+
+def prepare_shapes(data_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 200,
+                   image_size: int = 128):
+  """Builds mrcnn_shapes; returns (data.name, {split: counts} ({} if it existed), builder)."""
+  config = shapes_builder.shapes_config(seed, num_train, num_val, image_size)
+  builder = shapes_builder.MrcnnShapes(config=config, data_dir=data_dir, file_format="array_record")
+  name = "mrcnn_shapes" if config is shapes_builder.DEFAULT else f"mrcnn_shapes/{config.name}"
+  return name, (builder.stats if _build(builder) else {}), builder
+
+
+def _split_paths(values, what: str) -> dict:
+  paths = {}
+  for value in values:
+    split, sep, path = value.partition("=")
+    split, path = (split, path) if sep else ("train", value)
+    if split in paths:
+      raise ValueError(f"--{what}: split {split!r} given twice")
+    paths[split] = os.path.abspath(os.path.expanduser(path))
+  return paths
+
+
+def prepare_folder(name: str, data_dir: str, annotations, images, skip_bad_images: bool = False):
+  """Builds coco_folder/<name> from [SPLIT=]path lists; returns (data.name, {split: Report}, builder)."""
+  config = folder_builder.FolderConfig(
+      name=name, annotations=_split_paths(annotations, "annotations"),
+      images=_split_paths(images, "images"), skip_bad_images=skip_bad_images)
+  builder = folder_builder.CocoFolder(config=config, data_dir=data_dir, file_format="array_record")
+  return name, (builder.reports if _build(builder) else {}), builder
+
+
+def prepare_coco(data_dir: str, download_dir: str | None = None):
+  """Runs TFDS's coco/2017 builder (boxes only); returns ("coco/2017", {}, builder)."""
+  builder = tfds.builder("coco/2017", data_dir=data_dir, file_format="array_record")
+  if not _prepared(builder):
+    builder.download_and_prepare(download_dir=download_dir)
+  return "coco/2017", {}, builder
+
+
+def _print_summary(data_dir: str, name: str, stats: dict, builder) -> None:
+  print(f"\nconfig.data.name = {name!r}, config.data.data_dir = {data_dir!r}")
+  if not stats:
+    print(f"already prepared at {builder.data_dir} (delete it to rebuild): {_split_sizes(builder)}")
+    return
+  for split, report in stats.items():
+    counts = dict(report) if isinstance(report, dict) else dict(vars(report))
+    bad = counts.get("skipped_bad_images", [])
+    if "skipped_bad_images" in counts:
+      counts["skipped_bad_images"] = len(bad)
+    print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for message in bad:
+      print(f"    skipped {message}")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="kind", required=True)
+  p = sub.add_parser("shapes", help="synthetic shapes (mrcnn_shapes)")
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--num_train", type=int, default=2000)
+  p.add_argument("--num_val", type=int, default=200)
+  p.add_argument("--image_size", type=int, default=128)
+  p = sub.add_parser("folder", help="a COCO-format annotation JSON + image folder per split")
+  p.add_argument("--name", required=True)
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--annotations", nargs="+", required=True, metavar="[SPLIT=]JSON")
+  p.add_argument("--images", nargs="+", required=True, metavar="[SPLIT=]DIR")
+  p.add_argument("--skip_bad_images", action="store_true", help="skip (and list) corrupt/missing images")
+  p = sub.add_parser("coco", help="TFDS coco/2017 (boxes only; downloads ~25 GB)")
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--download_dir", default=None)
+  args = parser.parse_args(argv)
+  data_dir = os.path.expanduser(args.data_dir)
+  try:
+    if args.kind == "shapes":
+      result = prepare_shapes(data_dir, args.seed, args.num_train, args.num_val, args.image_size)
+    elif args.kind == "folder":
+      result = prepare_folder(args.name, data_dir, args.annotations, args.images, args.skip_bad_images)
+    else:
+      result = prepare_coco(data_dir, args.download_dir)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  _print_summary(data_dir, *result)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
