@@ -1,0 +1,128 @@
+"""The grain input pipeline: TFDS ArrayRecord source -> decode -> preprocess -> per-host batches.
+
+Reading needs no TensorFlow. `train_iterator` is infinite, shuffled by config.train.seed, with random
+horizontal flips drawn from grain's per-record generator (a function of the seed and the record's
+position), so a run is reproducible and resumable: `it.get_state()` -> new iterator `.set_state(state)`
+continues with the same batches. `eval_iterator` reads each example once in order and pads the last
+batch with blank examples whose image_id is -1. Hosts read disjoint shards (shard_index/shard_count).
+Batches are dicts of numpy arrays with static shapes (see the contract / preprocess.py).
+"""
+
+import dataclasses
+import math
+
+import grain
+import numpy as np
+from absl import flags
+
+from mrcnn_jax.data import preprocess, sources
+
+# Records read ahead per process: enough to overlap with preprocessing, small enough for RAM.
+_READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=32)
+
+
+class _PaddedSource:
+  """A data source lengthened to `length` with None records (turned into blank examples)."""
+
+  def __init__(self, source, length: int):
+    self._source, self._length = source, length
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index):
+    return self._source[index] if index < len(self._source) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Preprocess(grain.transforms.RandomMap):
+  """Raw TFDS example (or None for padding) -> one static-shape example."""
+  with_masks: bool
+  canvas: int
+  min_size: int
+  max_size: int
+  max_instances: int
+  mask_size: int
+  flip: bool
+
+  def random_map(self, element, rng: np.random.Generator):
+    if element is None:
+      return preprocess.blank_example(self.canvas, self.max_instances, self.mask_size)
+    record = sources.to_record(element, self.with_masks)
+    return preprocess.preprocess(
+        record, canvas=self.canvas, min_size=self.min_size, max_size=self.max_size,
+        max_instances=self.max_instances, mask_size=self.mask_size,
+        flip=self.flip and bool(rng.random() < 0.5))
+
+
+def _check(config, shard_index: int, shard_count: int, batch_size: int) -> int:
+  """Validates config.data and the sharding; returns the per-host batch size."""
+  data = config.data
+  if data.max_size > data.canvas:
+    raise ValueError(f"config.data.max_size ({data.max_size}) must be <= config.data.canvas "
+                     f"({data.canvas}): resized images must fit the canvas")
+  if data.min_size > data.max_size:
+    raise ValueError(f"config.data.min_size ({data.min_size}) must be <= max_size ({data.max_size})")
+  if not 0 <= shard_index < shard_count:
+    raise ValueError(f"shard_index {shard_index} not in [0, shard_count={shard_count})")
+  if batch_size % shard_count:
+    raise ValueError(f"the global batch size ({batch_size}, config.data) must be divisible by "
+                     f"shard_count ({shard_count})")
+  return batch_size // shard_count
+
+
+def _preprocess_op(config, builder, flip: bool) -> _Preprocess:
+  data = config.data
+  return _Preprocess(with_masks=sources.has_masks(builder), canvas=data.canvas,
+                     min_size=data.min_size, max_size=data.max_size,
+                     max_instances=data.max_instances, mask_size=data.gt_mask_size, flip=flip)
+
+
+def _iterator(config, source, sampler, op: _Preprocess, per_host: int):
+  workers = int(config.data.num_workers)
+  if workers > 0 and not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (parsed under app.run)
+  loader = grain.DataLoader(
+      data_source=source, sampler=sampler,
+      operations=[op, grain.transforms.Batch(per_host, drop_remainder=True)],
+      worker_count=workers, read_options=_READ_OPTIONS)
+  return iter(loader)
+
+
+def train_iterator(config, *, shard_index: int = 0, shard_count: int = 1):
+  """Infinite shuffled iterator of per-host training batches with get_state()/set_state()."""
+  per_host = _check(config, shard_index, shard_count, config.data.batch_size)
+  builder = sources.open_builder(config.data)
+  source = sources.data_source(builder, config.data.train_split)
+  if len(source) < shard_count:
+    raise ValueError(f"split {config.data.train_split!r} has {len(source)} examples, fewer than "
+                     f"shard_count ({shard_count})")
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source), shuffle=True, num_epochs=None, seed=int(config.train.seed),
+      shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True))
+  return _iterator(config, source, sampler, _preprocess_op(config, builder, bool(config.data.flip)),
+                   per_host)
+
+
+def eval_iterator(config, split=None, *, shard_index: int = 0, shard_count: int = 1):
+  """Finite in-order iterator over `split` (default config.data.eval_split); no flip or shuffle.
+
+  Global batch: config.data.eval_batch_size (else batch_size). Every host gets the same number of
+  full batches; the padding examples have image_id -1.
+  """
+  per_host = _check(config, shard_index, shard_count,
+                    config.data.get("eval_batch_size", config.data.batch_size))
+  split = split or config.data.eval_split
+  builder = sources.open_builder(config.data)
+  source = sources.data_source(builder, split)
+  global_batch = per_host * shard_count
+  padded = _PaddedSource(source, max(1, math.ceil(len(source) / global_batch)) * global_batch)
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(padded), shuffle=False, num_epochs=1, seed=0,
+      shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True))
+  return _iterator(config, padded, sampler, _preprocess_op(config, builder, False), per_host)
+
+
+def class_info(config):
+  """(class names, dataset category ids) of classes 1..K, for evaluation and visualization."""
+  return sources.class_info(sources.open_builder(config.data))
