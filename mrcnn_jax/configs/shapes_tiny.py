@@ -25,7 +25,7 @@ def get_config():
   m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test = 256, 100
   m.roi.batch_per_image, m.roi.fc_dim = 64, 256
   m.roi.candidates_per_image, m.roi.detections_per_image = 400, 20
-  m.mask.conv_dim = 64
+  m.mask.conv_dim = 32
 
   t = config.train
   t.steps, t.warmup_steps, t.decay_steps = 3000, 200, (2400, 2800)

@@ -34,9 +34,13 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @functools.lru_cache(maxsize=None)
 def _anchors(head, canvas, sizes, ratios):
-  if head == "fpn":
-    return tuple(np.asarray(a, np.float32) for a in ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios))
-  return (np.asarray(ops.c4_anchors(canvas, canvas, stride=C4_STRIDE, sizes=sizes, ratios=ratios), np.float32),)
+  """Per-level anchors as numpy constants (computed once per canvas, outside any trace)."""
+  with jax.ensure_compile_time_eval():
+    if head == "fpn":
+      levels = ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios)
+    else:
+      levels = [ops.c4_anchors(canvas, canvas, stride=C4_STRIDE, sizes=sizes, ratios=ratios)]
+    return tuple(np.asarray(a, np.float32) for a in levels)
 
 
 class MaskRCNN(nnx.Module):

@@ -69,7 +69,7 @@ def propose(logits, deltas, anchors, image_size, *, pre_nms_topk, post_nms_topk,
   for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
     k = min(pre_nms_topk, lg.shape[0])
     top_scores, top = jax.lax.top_k(lg, k)
-    b = ops.clip_boxes(ops.decode_boxes(dl[top], an[top]), image_size[0], image_size[1])
+    b = ops.clip_boxes(ops.decode_boxes(dl[top], jnp.asarray(an)[top]), image_size[0], image_size[1])
     wide_enough = ((b[:, 2] - b[:, 0]) > min_size) & ((b[:, 3] - b[:, 1]) > min_size)
     boxes.append(b)
     scores.append(jnp.where(wide_enough & jnp.isfinite(top_scores), top_scores, -jnp.inf))
