@@ -6,12 +6,12 @@ size**2 and aspect ratio h / w = ratio: w = size / sqrt(ratio), h = size * sqrt(
 
 Ordering: anchors are listed (y, x, a) row-major, so they line up with a head's conv output
 [Hl, Wl, A] reshaped to [Hl * Wl * A]. Within a cell, a = size_index * len(ratios) + ratio_index.
-Everything here depends only on static Python numbers, so the results are jit constants.
+Everything here depends only on static Python numbers, so the results are NumPy float32 arrays:
+no device work, and they enter any jitted function as constants.
 """
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -32,7 +32,7 @@ def _grid_anchors(height, width, stride, cells):
   cols = -(-width // stride)
   ys, xs = np.meshgrid(np.arange(rows) * stride, np.arange(cols) * stride, indexing="ij")
   shifts = np.stack([xs, ys, xs, ys], axis=-1).reshape(-1, 1, 4)
-  return jnp.asarray((shifts + cells[None]).reshape(-1, 4), jnp.float32)
+  return (shifts + cells[None]).reshape(-1, 4).astype(np.float32)
 
 
 def _check_positive_int(name, value):

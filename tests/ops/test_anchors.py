@@ -37,7 +37,8 @@ def test_fpn_counts_and_conv_ordering():
   assert len(levels) == 5
   for anchors, stride, size in zip(levels, (4, 8, 16, 32, 64), (32, 64, 128, 256, 512)):
     rows, cols = math.ceil(height / stride), math.ceil(width / stride)
-    assert anchors.shape == (rows * cols * 3, 4) and anchors.dtype == np.float32
+    assert isinstance(anchors, np.ndarray) and anchors.dtype == np.float32  # a jit constant
+    assert anchors.shape == (rows * cols * 3, 4)
     grid = np.asarray(anchors).reshape(rows, cols, 3, 4)  # what a conv output [Hl, Wl, A] reshapes to
     centre = (grid[..., :2] + grid[..., 2:]) / 2
     ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
