@@ -1,0 +1,269 @@
+"""RoI feature extraction from one feature map [H, W, C]: RoIAlign, RoIWarp and RoIPool.
+
+The three poolers of the Mask R-CNN paper's Table 2c, with Detectron2 / torchvision semantics:
+
+* RoIAlign (§3): the box is scaled by `spatial_scale` and, with `aligned=True`, shifted by -0.5 so
+  that continuous coordinates line up with pixel centres. Each of the S x S bins is sampled on a
+  regular g x g grid (g = `sampling_ratio`) at (i + 0.5) * bin / g and the bilinear samples are
+  averaged. A sample with y < -1 or y > H (likewise x) contributes 0; otherwise it is clamped into
+  [0, H - 1]. `aligned=False` is the original (torchvision) variant: no shift, RoI at least 1 x 1.
+* RoIWarp (Dai et al., MNC): the box is quantized to whole cells exactly like RoIPool, then
+  resampled bilinearly with the RoIAlign sampler (averaging, as RoIAlign).
+* RoIPool (Fast R-CNN, Caffe / torchvision): the box is rounded to whole cells, each bin spans
+  [floor(i * bin), ceil((i + 1) * bin)) cells, the bin's maximum is taken, and an empty bin gives 0.
+
+Deviation from Detectron2: `sampling_ratio` must be a fixed positive integer. Detectron2's default
+(`sampling_ratio=0`) picks ceil(roi_size / output_size) samples per bin for each RoI, a data-dependent
+number that cannot have a static shape under jit. Mask R-CNN configs use a fixed 2 (Detectron2's
+FPN default is 0, which for RoIs of the size their FPN level is chosen for is mostly 1 to 4).
+No gradient flows into the boxes (as in Detectron2, whose kernels return none).
+
+The bilinear sampler works on a flat [N, C] buffer with per-RoI offsets and map extents, so the
+same code serves one map, all FPN levels at once (`poolers.py`) and per-instance mask grids
+(`masks.py`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from mrcnn_jax.ops._checks import check_array
+
+
+def check_output_size(output_size):
+  """Returns output_size as a (height, width) pair of positive ints; ValueError otherwise."""
+  pair = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+  if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
+    raise ValueError(f"output_size must be a positive int or a pair of them, got {output_size!r}")
+  return pair
+
+
+def check_sampling_ratio(sampling_ratio):
+  """Raises ValueError unless sampling_ratio is a positive int (the adaptive 0 is not static)."""
+  if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
+    raise ValueError("sampling_ratio must be a positive int (Detectron2's adaptive 0 has no static "
+                     f"shape), got {sampling_ratio!r}")
+
+
+def _check_pool_args(features, boxes, output_size, spatial_scale, sampling_ratio):
+  features = check_array("features", features, ndim=3, kind="float")
+  boxes = check_array("boxes", boxes, ndim=2, last_dim=4, kind="float")
+  if not isinstance(spatial_scale, (int, float)) or spatial_scale <= 0:
+    raise ValueError(f"spatial_scale must be a positive number, got {spatial_scale!r}")
+  check_sampling_ratio(sampling_ratio)
+  return features, boxes, check_output_size(output_size)
+
+
+def _round_half_away(x):
+  """C's round(): halves go away from zero (jnp.round goes to even)."""
+  return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)
+
+
+def _yx(boxes):
+  """(x1, y1, x2, y2) [R, 4] -> top-left (y, x) [R, 2] and bottom-right (y, x) [R, 2]."""
+  return boxes[:, 1::-1], boxes[:, 3:1:-1]
+
+
+def quantize_boxes(boxes, spatial_scale):
+  """RoIPool's quantisation: first and last covered cell (y, x) [R, 2] each, as float integers.
+
+  spatial_scale is a scalar or an [R] array.
+  """
+  scaled = _round_half_away(boxes * jnp.reshape(spatial_scale, (-1, 1)))
+  return _yx(scaled)
+
+
+def roi_regions(boxes, spatial_scale, method, aligned=True):
+  """Sampling region of each RoI in cell-index coordinates (cell i has its centre at i).
+
+  Args:
+    boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
+    spatial_scale: scalar or [R] array, map cells per canvas pixel.
+    method: "roi_align" or "roi_warp".
+    aligned: RoIAlign's half-pixel shift (ignored by "roi_warp", which works on whole cells).
+  Returns:
+    start (y, x) [R, 2] and size (h, w) [R, 2], float32, no gradient.
+  """
+  boxes = jax.lax.stop_gradient(boxes.astype(jnp.float32))
+  if method == "roi_warp":
+    first, last = quantize_boxes(boxes, spatial_scale)
+    return first - 0.5, jnp.maximum(last - first + 1.0, 1.0)
+  if method != "roi_align":
+    raise ValueError(f"method must be 'roi_align' or 'roi_warp', got {method!r}")
+  lo, hi = _yx(boxes * jnp.reshape(spatial_scale, (-1, 1)))
+  if aligned:
+    return lo - 0.5, hi - lo
+  return lo, jnp.maximum(hi - lo, 1.0)
+
+
+def axis_taps(start, size, bins, grid, length):
+  """Bilinear taps along one axis for `bins` bins of `grid` samples each (Detectron2's rules).
+
+  Args:
+    start, size: [R] region start and extent in cell-index coordinates.
+    bins, grid: static ints; the samples sit at start + b * size / bins + (j + 0.5) * size / bins / grid.
+    length: [R] or scalar number of cells along this axis.
+  Returns:
+    idx [R, bins * grid, 2] int32 (low, high neighbour) and weight [R, bins * grid, 2] float32.
+    Weights include validity (0 for samples beyond [-1, length]) and the 1 / grid of the average.
+  """
+  bin_size = (size / bins)[:, None]
+  b = jnp.repeat(jnp.arange(bins, dtype=jnp.float32), grid)
+  j = jnp.tile(jnp.arange(grid, dtype=jnp.float32), bins)
+  pos = start[:, None] + b * bin_size + (j + 0.5) * bin_size / grid
+  length = jnp.broadcast_to(jnp.asarray(length, jnp.float32).reshape(-1, 1), pos.shape)
+  valid = (pos >= -1.0) & (pos <= length)  # False for NaN too
+  pos = jnp.clip(jnp.where(valid, pos, 0.0), 0.0, length - 1.0)
+  low = jnp.floor(pos)
+  high = jnp.minimum(low + 1.0, length - 1.0)
+  frac = pos - low
+  scale = valid.astype(jnp.float32) / grid
+  idx = jnp.stack([low, high], axis=-1).astype(jnp.int32)
+  return idx, jnp.stack([(1.0 - frac) * scale, frac * scale], axis=-1)
+
+
+def _tap(ys, wy, xs, wx, a, b):
+  """Flat index and weight [R, Sh, Sw] of tap (a, b) of every bin (a, b may be traced)."""
+  def take(v, i):
+    return jax.lax.dynamic_index_in_dim(v, i, 2, keepdims=False)
+
+  idx = take(ys, a)[:, :, None] + take(xs, b)[:, None, :]
+  return idx, take(wy, a)[:, :, None] * take(wx, b)[:, None, :]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _weighted_gather(layout, flat, ys, wy, xs, wx):
+  """sum over taps (a, b) of flat[ys[..., a] + xs[..., b]] * wy[..., a] * wx[..., b] -> [R, Sh, Sw, C]
+  float32, from row taps ys, wy [R, Sh, T] (ys already times the map width, plus offsets) and column
+  taps xs, wx [R, Sw, T]; layout = (rows, dtype) of flat.
+
+  Forward: one gather per tap, which XLA fuses with the weighted sum into a single pass writing
+  only the output (one [..., T * T, C] gather would materialise T * T times the output). Backward:
+  its transpose, one scatter-add per tap inside a fori_loop, so a single [R, Sh, Sw, C] update is
+  alive at a time (autodiff of the forward builds all T * T updates and gradient buffers).
+  """
+  del layout
+  out = 0.0
+  for a in range(ys.shape[-1]):
+    for b in range(xs.shape[-1]):
+      idx, w = _tap(ys, wy, xs, wx, a, b)
+      out = out + flat.at[idx].get(mode="promise_in_bounds").astype(jnp.float32) * w[..., None]
+  return out
+
+
+def _weighted_gather_fwd(layout, flat, ys, wy, xs, wx):
+  return _weighted_gather(layout, flat, ys, wy, xs, wx), (ys, wy, xs, wx)
+
+
+def _weighted_gather_bwd(layout, residuals, grad):
+  ys, wy, xs, wx = residuals
+  rows, dtype = layout
+  taps = xs.shape[-1]
+
+  def add_tap(k, acc):
+    idx, w = _tap(ys, wy, xs, wx, k // taps, k % taps)
+    return acc.at[idx].add(grad * w[..., None], mode="promise_in_bounds")
+
+  init = jnp.zeros((rows, grad.shape[-1]), jnp.float32)
+  acc = jax.lax.fori_loop(0, ys.shape[-1] * taps, add_tap, init)
+  return acc.astype(dtype), None, None, None, None
+
+
+_weighted_gather.defvjp(_weighted_gather_fwd, _weighted_gather_bwd)
+
+
+def sample_regions(flat, offsets, extents, start, size, output_size, grid):
+  """The one bilinear sampler: averages grid x grid bilinear samples per bin of each region.
+
+  Args:
+    flat: [N, C] buffer holding one or more row-major maps.
+    offsets: [R] int, row of `flat` where each RoI's map starts.
+    extents: [R, 2] int, (height, width) of each RoI's map.
+    start, size: [R, 2] (y, x) region in that map's cell-index coordinates (see roi_regions).
+    output_size: static (Sh, Sw); grid: static int samples per bin along each axis.
+  Returns:
+    [R, Sh, Sw, C] in flat's dtype (accumulated in float32), differentiable w.r.t. flat (reverse
+    mode only). Cost: R * Sh * Sw * (2 * grid)^2 gathered rows of C, O(R * Sh * Sw * C) memory.
+  """
+  sh, sw = output_size
+  r, taps = start.shape[0], 2 * grid
+  ys, wy = axis_taps(start[:, 0], size[:, 0], sh, grid, extents[:, 0])
+  xs, wx = axis_taps(start[:, 1], size[:, 1], sw, grid, extents[:, 1])
+  ys = ys * extents[:, 1:2, None].astype(jnp.int32) + offsets.astype(jnp.int32)[:, None, None]
+  pooled = _weighted_gather((flat.shape[0], flat.dtype), flat, ys.reshape(r, sh, taps),
+                            wy.reshape(r, sh, taps), xs.reshape(r, sw, taps), wx.reshape(r, sw, taps))
+  return pooled.astype(flat.dtype)
+
+
+def _single_map_pool(method, features, boxes, output_size, spatial_scale, sampling_ratio, aligned):
+  features, boxes, out = _check_pool_args(features, boxes, output_size, spatial_scale, sampling_ratio)
+  h, w, c = features.shape
+  r = boxes.shape[0]
+  start, size = roi_regions(boxes, spatial_scale, method, aligned)
+  return sample_regions(features.reshape(h * w, c), jnp.zeros((r,), jnp.int32),
+                        jnp.broadcast_to(jnp.array([h, w], jnp.int32), (r, 2)), start, size, out,
+                        sampling_ratio)
+
+
+_POOL_STATICS = ("output_size", "spatial_scale", "sampling_ratio", "aligned")
+
+
+@functools.partial(jax.jit, static_argnames=_POOL_STATICS)
+def roi_align(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True):
+  """RoIAlign (Mask R-CNN §3, Detectron2 semantics; see the module docstring).
+
+  Args:
+    features: [H, W, C] float map. boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
+    output_size: S or (Sh, Sw). spatial_scale: map cells per canvas pixel (1 / stride).
+    sampling_ratio: fixed samples per bin along each axis. aligned: half-pixel shift (True: Detectron2).
+  Returns:
+    [R, Sh, Sw, C], differentiable w.r.t. features.
+  """
+  return _single_map_pool("roi_align", features, boxes, output_size, spatial_scale, sampling_ratio,
+                          aligned)
+
+
+@functools.partial(jax.jit, static_argnames=_POOL_STATICS)
+def roi_warp(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True):
+  """RoIWarp: the box is quantized like RoIPool, then resampled as RoIAlign. `aligned` is unused
+  (kept for a signature common to the three poolers). Returns [R, Sh, Sw, C]."""
+  del aligned
+  return _single_map_pool("roi_warp", features, boxes, output_size, spatial_scale, sampling_ratio,
+                          True)
+
+
+def _bin_masks(first, last, bins, length):
+  """RoIPool bins along one axis: [R, bins, length] bool membership, from first/last cells [R]."""
+  extent = jnp.maximum(last - first + 1.0, 1.0)[:, None]
+  b = jnp.arange(bins, dtype=jnp.float32)
+  lo = jnp.clip(jnp.floor(b * extent / bins) + first[:, None], 0, length)
+  hi = jnp.clip(jnp.ceil((b + 1.0) * extent / bins) + first[:, None], 0, length)
+  cells = jnp.arange(length, dtype=jnp.float32)
+  return (cells >= lo[..., None]) & (cells < hi[..., None])
+
+
+@functools.partial(jax.jit, static_argnames=_POOL_STATICS)
+def roi_pool(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True):
+  """RoIPool (Caffe / torchvision): max over quantized bins, 0 for empty bins.
+
+  `sampling_ratio` and `aligned` are unused (signature shared with roi_align). A bin's extent is
+  data-dependent, so the max is taken over masks on the whole map, separably (columns, then rows):
+  cost O(R * Sw * H * W * C), memory O(R * H * Sw * C). Fine for small maps and the ablation; use
+  RoIAlign for large ones. Returns [R, Sh, Sw, C].
+  """
+  del sampling_ratio, aligned
+  features, boxes, (sh, sw) = _check_pool_args(features, boxes, output_size, spatial_scale, 1)
+  h, w, _ = features.shape
+  first, last = quantize_boxes(jax.lax.stop_gradient(boxes.astype(jnp.float32)), spatial_scale)
+  rows = _bin_masks(first[:, 0], last[:, 0], sh, h)  # [R, sh, H]
+  cols = _bin_masks(first[:, 1], last[:, 1], sw, w)  # [R, sw, W]
+  lowest = jnp.array(-jnp.inf, features.dtype)
+
+  def one(row_mask, col_mask):
+    by_col = jnp.max(jnp.where(col_mask[None, :, :, None], features[:, None], lowest), axis=2)
+    pooled = jnp.max(jnp.where(row_mask[:, :, None, None], by_col[None], lowest), axis=1)
+    empty = ~(jnp.any(row_mask, axis=1)[:, None] & jnp.any(col_mask, axis=1)[None, :])
+    return jnp.where(empty[..., None], jnp.zeros((), features.dtype), pooled)
+
+  return jax.vmap(one)(rows, cols)

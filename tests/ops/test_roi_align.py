@@ -1,0 +1,217 @@
+"""RoIAlign / RoIWarp / RoIPool against independent references: TF crop_and_resize, plain-loop
+transcriptions of the Detectron2 and torchvision kernels, and hand-worked 4 x 4 cases."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from mrcnn_jax.ops.roi_align import roi_align, roi_pool, roi_warp
+
+
+def _bilinear(feat, y, x):
+  """Detectron2's bilinear_interpolate (CPU/CUDA kernel rules), one point, float64."""
+  h, w = feat.shape[:2]
+  if y < -1.0 or y > h or x < -1.0 or x > w:
+    return np.zeros(feat.shape[2:])
+  y, x = max(y, 0.0), max(x, 0.0)
+  y_low, x_low = int(y), int(x)
+  if y_low >= h - 1:
+    y_high = y_low = h - 1
+    y = float(y_low)
+  else:
+    y_high = y_low + 1
+  if x_low >= w - 1:
+    x_high = x_low = w - 1
+    x = float(x_low)
+  else:
+    x_high = x_low + 1
+  ly, lx = y - y_low, x - x_low
+  hy, hx = 1.0 - ly, 1.0 - lx
+  return (hy * hx * feat[y_low, x_low] + hy * lx * feat[y_low, x_high]
+          + ly * hx * feat[y_high, x_low] + ly * lx * feat[y_high, x_high])
+
+
+def reference_roi_align(feat, boxes, out, scale, grid, aligned):
+  """Plain-loop RoIAlign (Detectron2 ROIAlign forward with a fixed sampling_ratio)."""
+  feat = np.asarray(feat, np.float64)
+  sh, sw = out
+  result = np.zeros((len(boxes), sh, sw, feat.shape[2]))
+  offset = 0.5 if aligned else 0.0
+  for r, (x1, y1, x2, y2) in enumerate(np.asarray(boxes, np.float64)):
+    start_x, start_y = x1 * scale - offset, y1 * scale - offset
+    roi_w, roi_h = x2 * scale - offset - start_x, y2 * scale - offset - start_y
+    if not aligned:
+      roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
+    bin_h, bin_w = roi_h / sh, roi_w / sw
+    for ph in range(sh):
+      for pw in range(sw):
+        acc = 0.0
+        for iy in range(grid):
+          y = start_y + ph * bin_h + (iy + 0.5) * bin_h / grid
+          for ix in range(grid):
+            x = start_x + pw * bin_w + (ix + 0.5) * bin_w / grid
+            acc = acc + _bilinear(feat, y, x)
+        result[r, ph, pw] = acc / (grid * grid)
+  return result
+
+
+def reference_roi_pool(feat, boxes, out, scale):
+  """Plain-loop RoIPool (torchvision roi_pool forward; C round, floor/ceil bins, empty -> 0)."""
+  feat = np.asarray(feat, np.float64)
+  h, w = feat.shape[:2]
+  sh, sw = out
+  result = np.zeros((len(boxes), sh, sw, feat.shape[2]))
+  for r, box in enumerate(np.asarray(boxes, np.float64)):
+    x1, y1, x2, y2 = [int(math.floor(abs(v * scale) + 0.5)) * (1 if v >= 0 else -1) for v in box]
+    roi_w, roi_h = max(x2 - x1 + 1, 1), max(y2 - y1 + 1, 1)
+    for ph in range(sh):
+      for pw in range(sw):
+        hs = min(max(math.floor(ph * roi_h / sh) + y1, 0), h)
+        he = min(max(math.ceil((ph + 1) * roi_h / sh) + y1, 0), h)
+        ws = min(max(math.floor(pw * roi_w / sw) + x1, 0), w)
+        we = min(max(math.ceil((pw + 1) * roi_w / sw) + x1, 0), w)
+        if he > hs and we > ws:
+          result[r, ph, pw] = feat[hs:he, ws:we].max(axis=(0, 1))
+  return result
+
+
+def _random_boxes(rng, n, canvas, lo=-0.3, hi=1.3):
+  """Boxes anywhere in [lo, hi] * canvas, many crossing the border, some tiny."""
+  a = rng.uniform(lo, hi, (n, 2)) * canvas
+  b = a + rng.uniform(0.02, 0.8, (n, 2)) * canvas
+  return np.concatenate([a, b], axis=1).astype(np.float32)
+
+
+def test_matches_crop_and_resize_inside_the_map():
+  tf = pytest.importorskip("tensorflow")
+  rng = np.random.default_rng(0)
+  h, w, s, g, scale = 9, 11, 3, 2, 0.5
+  feat = rng.standard_normal((h, w, 4)).astype(np.float32)
+  # Boxes well inside the map so no sample needs clamping: TF then samples the same points.
+  boxes = np.array([[2.0, 3.0, 17.0, 12.0], [4.4, 2.2, 9.3, 13.7], [1.5, 1.5, 19.0, 15.0]], np.float32)
+  for aligned in (True, False):
+    offset = 0.5 if aligned else 0.0
+    start = boxes * scale - offset
+    size = (boxes[:, 2:] - boxes[:, :2]) * scale  # (w, h); all > 1, so aligned=False's clamp is idle
+    n = s * g
+    first = start[:, :2] + 0.5 * size / n  # first and last sample, (x, y)
+    last = start[:, :2] + (n - 0.5) * size / n
+    assert first.min() >= 0 and (last <= np.array([w - 1, h - 1])).all()
+    norm = np.stack([first[:, 1] / (h - 1), first[:, 0] / (w - 1),
+                     last[:, 1] / (h - 1), last[:, 0] / (w - 1)], axis=1)
+    crops = tf.image.crop_and_resize(feat[None], norm, np.zeros(len(boxes), np.int32), (n, n)).numpy()
+    want = crops.reshape(len(boxes), s, g, s, g, 4).mean(axis=(2, 4))
+    got = roi_align(jnp.asarray(feat), jnp.asarray(boxes), s, scale, g, aligned)
+    np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"aligned={aligned}")
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("grid,out", [(2, (3, 3)), (1, (2, 3)), (3, (2, 2))])
+def test_matches_reference_loop_across_borders(aligned, grid, out):
+  rng = np.random.default_rng(1)
+  feat = rng.standard_normal((6, 7, 3)).astype(np.float32)
+  boxes = _random_boxes(rng, 12, 14.0)  # canvas 14 px at scale 0.5 -> a 7-cell map
+  boxes[0] = [1.0, 1.0, 1.3, 1.2]  # smaller than a cell: aligned=False's 1 x 1 clamp matters
+  boxes[1] = [-40.0, -40.0, -30.0, -30.0]  # entirely outside: zeros
+  got = roi_align(jnp.asarray(feat), jnp.asarray(boxes), out, 0.5, grid, aligned)
+  np.testing.assert_allclose(got, reference_roi_align(feat, boxes, out, 0.5, grid, aligned),
+                             atol=1e-5)
+  np.testing.assert_array_equal(got[1], 0.0)
+
+
+def test_roi_pool_hand_cases():
+  feat = jnp.arange(16.0).reshape(4, 4, 1)  # f[y, x] = 4y + x
+  boxes = jnp.array([
+      [0.4, 0.6, 2.6, 3.2],  # cells x 0..3, y 1..3: bins x [0,2) [2,4), y rows {1,2} {2,3}
+      [1.5, 0.5, 3.5, 2.5],  # halves round away from 0: x 2..4, y 1..3 (round-to-even: y 0..2)
+      [-3.0, -3.0, 1.0, 1.0],  # three of four bins fall off the map -> 0
+      [10.0, 10.0, 12.0, 12.0],  # outside: all bins empty
+  ])
+  want = np.array([[[9, 11], [13, 15]], [[11, 11], [15, 15]], [[0, 0], [0, 5]], [[0, 0], [0, 0]]])
+  np.testing.assert_array_equal(roi_pool(feat, boxes, 2, 1.0)[..., 0], want)
+
+
+def test_roi_pool_matches_reference_loop():
+  rng = np.random.default_rng(2)
+  feat = rng.standard_normal((6, 7, 2)).astype(np.float32)
+  boxes = _random_boxes(rng, 12, 14.0)
+  got = roi_pool(jnp.asarray(feat), jnp.asarray(boxes), (3, 2), 0.5)
+  np.testing.assert_allclose(got, reference_roi_pool(feat, boxes, (3, 2), 0.5), atol=1e-6)
+
+
+def test_roi_warp_hand_case():
+  feat = jnp.arange(16.0).reshape(4, 4, 1)  # linear, so bilinear samples are exact
+  box = jnp.array([[0.6, 0.4, 2.4, 2.6]])
+  # Quantized to cells x 1..2, y 0..3, i.e. the region x [0.5, 2.5], y [-0.5, 3.5]: bin centres
+  # x {1, 2}, y {0.5, 2.5} -> 4y + x.
+  want = np.array([[3.0, 4.0], [11.0, 12.0]])
+  for grid in (1, 2):
+    np.testing.assert_allclose(roi_warp(feat, box, 2, 1.0, grid)[0, ..., 0], want, atol=1e-6)
+  # RoIAlign keeps the fractional box: x centres {0.55, 1.45}, y centres {0.45, 1.55} (shifted -0.5).
+  np.testing.assert_allclose(roi_align(feat, box, 2, 1.0, 1)[0, ..., 0],
+                             [[2.35, 3.25], [6.75, 7.65]], atol=1e-5)
+
+
+@pytest.mark.parametrize("op", [roi_align, roi_warp, roi_pool])
+def test_gradients_match_finite_differences(op):
+  rng = np.random.default_rng(3)
+  # Distinct, well-separated values keep RoIPool's argmax stable under the finite-difference step.
+  feat = jnp.asarray(rng.permutation(5 * 6 * 2).reshape(5, 6, 2).astype(np.float32))
+  boxes = jnp.asarray(_random_boxes(rng, 4, 12.0, -0.1, 0.9))
+  f = lambda x: op(x, boxes, 2, 0.5, 2)
+  check_grads(f, (feat,), order=1, modes=("rev",), eps=1e-2, atol=1e-2, rtol=1e-2)
+
+
+def test_gradient_is_the_adjoint():
+  rng = np.random.default_rng(4)
+  feat = jnp.asarray(rng.standard_normal((5, 6, 3)), jnp.float32)
+  boxes = jnp.asarray(_random_boxes(rng, 5, 12.0))
+  cot = jnp.asarray(rng.standard_normal((5, 3, 3, 3)), jnp.float32)
+  out, vjp = jax.vjp(lambda x: roi_align(x, boxes, 3, 0.5), feat)
+  (grad,) = vjp(cot)
+  assert np.isfinite(grad).all()
+  np.testing.assert_allclose(jnp.vdot(out, cot), jnp.vdot(feat, grad), rtol=1e-5)
+  # No gradient flows into the boxes (Detectron2 returns none either).
+  box_grad = jax.grad(lambda b: roi_align(feat, b, 3, 0.5).sum())(boxes)
+  np.testing.assert_array_equal(box_grad, 0.0)
+
+
+@pytest.mark.parametrize("op", [roi_align, roi_warp, roi_pool])
+def test_jit_vmap_and_dtype(op):
+  rng = np.random.default_rng(5)
+  feat = jnp.asarray(rng.standard_normal((2, 5, 6, 3)), jnp.float32)
+  boxes = jnp.asarray(_random_boxes(rng, 8, 12.0).reshape(2, 4, 4))
+  eager = op(feat[0], boxes[0], 2, 0.5)
+  jitted = jax.jit(op, static_argnums=(2, 3))(feat[0], boxes[0], 2, 0.5)
+  np.testing.assert_allclose(eager, jitted, atol=1e-6)
+  batched = jax.vmap(lambda f, b: op(f, b, 2, 0.5))(feat, boxes)
+  np.testing.assert_allclose(batched[0], eager, atol=1e-6)
+  half = op(feat[0].astype(jnp.bfloat16), boxes[0], 2, 0.5)
+  assert half.dtype == jnp.bfloat16 and half.shape == (4, 2, 2, 3)
+  np.testing.assert_allclose(half.astype(jnp.float32), eager, atol=0.05)
+
+
+def test_argument_errors_name_the_argument():
+  feat, boxes = jnp.zeros((4, 4, 2)), jnp.zeros((3, 4))
+  cases = [
+      (dict(features=jnp.zeros((4, 4))), "features"),
+      (dict(features=jnp.zeros((4, 4, 2), jnp.int32)), "features"),
+      (dict(boxes=jnp.zeros((3, 5))), "boxes"),
+      (dict(boxes=jnp.zeros((3,))), "boxes"),
+      (dict(output_size=0), "output_size"),
+      (dict(output_size=(2, 2, 2)), "output_size"),
+      (dict(spatial_scale=-1.0), "spatial_scale"),
+      (dict(sampling_ratio=0), "sampling_ratio"),
+  ]
+  for op in (roi_align, roi_warp, roi_pool):
+    for change, name in cases:
+      if op is roi_pool and name == "sampling_ratio":
+        continue  # RoIPool takes no samples
+      args = dict(features=feat, boxes=boxes, output_size=2, spatial_scale=1.0, sampling_ratio=2)
+      args.update(change)
+      with pytest.raises(ValueError, match=name):
+        op(**args)
