@@ -59,9 +59,9 @@ class CocoFolder(tfds.core.GeneratorBasedBuilder):
   code_path = epath.Path(__file__)
 
   def __init__(self, **kwargs):
+    self.reports = {}  # split -> coco_json.Report, filled while generating (printed by `prepare`)
+    self._parsed = {}  # split -> validated annotation dict (TFDS's __init__ already needs _info)
     super().__init__(**kwargs)
-    self.reports = {}
-    self._parsed = {}
 
   def _data(self, split: str) -> dict:
     if split not in self._parsed:

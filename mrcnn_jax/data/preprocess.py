@@ -32,9 +32,10 @@ def crop_mask(mask: np.ndarray, box, size: int) -> np.ndarray:
   Cell (i, j) samples the mask (bilinear, pixel centres at +0.5, antialiased when shrinking) at
   (box.x1 + (j + 0.5) * box_w / size, box.y1 + (i + 0.5) * box_h / size), i.e. the cell centres that
   RoIAlign with aligned=True uses, so ops.mask_targets(..., mask_boxes=gt_boxes) reads it back in place.
+  `box` is clipped to the mask (boxes from the datasets are inside their image).
   """
-  x1, y1, x2, y2 = (float(v) for v in box)
   height, width = mask.shape
+  x1, y1, x2, y2 = (float(v) for v in np.clip(box, 0, [width, height, width, height]))
   margin = int(math.ceil(max(x2 - x1, y2 - y1) / size)) + 1  # the filter's reach when shrinking
   ix1, iy1 = max(int(math.floor(x1)) - margin, 0), max(int(math.floor(y1)) - margin, 0)
   ix2, iy2 = min(int(math.ceil(x2)) + margin, width), min(int(math.ceil(y2)) + margin, height)

@@ -48,8 +48,8 @@ class MrcnnShapes(tfds.core.GeneratorBasedBuilder):
   code_path = epath.Path(__file__)
 
   def __init__(self, **kwargs):
-    super().__init__(**kwargs)
     self.stats = {}  # split -> counts, filled while generating (printed by `prepare`)
+    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
