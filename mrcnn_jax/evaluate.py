@@ -1,0 +1,180 @@
+"""COCO evaluation (pycocotools): box and mask AP of a model on a prepared dataset split.
+
+    python -m mrcnn_jax.evaluate --workdir W [--split validation]
+
+`evaluate` runs the jitted `model.detect` over `data.eval_iterator`, maps boxes from the canvas back to
+original image pixels (divide by the resize scale, clip), pastes the 28x28 mask probabilities at the
+original resolution (ops.paste_masks, threshold 0.5), RLE-encodes them, maps classes 1..K to the
+dataset's category ids, and scores them against ground truth read from the same prepared split.
+It writes <workdir>/results_<split>.json (COCO results format) and metrics_<split>.json.
+The pure pieces (`detections_to_coco`, `gt_to_coco`, `coco_metrics`) need no model.
+Metrics: {bbox,segm}/{AP,AP50,AP75,APs,APm,APl} in [0, 1]; -1 where the split has no GT of that size
+(pycocotools' convention). Datasets without masks (TFDS coco/2017) get bbox metrics only.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pycocotools.mask as mask_utils
+from absl import logging
+from flax import nnx
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from mrcnn_jax import data as data_lib
+from mrcnn_jax.data import sources
+from mrcnn_jax.ops.masks import paste_masks
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the first six of COCOeval.stats
+
+
+def _rle(mask: np.ndarray) -> dict:
+  rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+  return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def detections_to_coco(image_id: int, boxes, scores, classes, valid, category_ids, masks=None) -> list:
+  """One image's detections as COCO result dicts.
+
+  Args:
+    boxes [D, 4] (x1, y1, x2, y2) in original image pixels; scores [D]; classes [D] in 1..K;
+    valid [D] bool; category_ids: dataset id of class k at index k - 1; masks: [D, H, W] bool at the
+    original resolution, or None for box-only results.
+  """
+  out = []
+  for d in np.flatnonzero(np.asarray(valid)):
+    x1, y1, x2, y2 = (float(v) for v in boxes[d])
+    result = {"image_id": int(image_id), "category_id": int(category_ids[int(classes[d]) - 1]),
+              "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(scores[d])}
+    if masks is not None:
+      result["segmentation"] = _rle(masks[d])
+    out.append(result)
+  return out
+
+
+def gt_to_coco(records, class_names, category_ids) -> dict:
+  """COCO ground-truth dict from records (sources.to_record: image_id, height, width, boxes in
+  original pixels, classes 1..K, crowd, area, masks as compressed RLE counts or None)."""
+  images, annotations = [], []
+  for record in records:
+    height, width = int(record["height"]), int(record["width"])
+    images.append({"id": int(record["image_id"]), "height": height, "width": width})
+    for i, (x1, y1, x2, y2) in enumerate(np.asarray(record["boxes"], np.float64).reshape(-1, 4)):
+      ann = {"id": len(annotations) + 1, "image_id": int(record["image_id"]),
+             "category_id": int(category_ids[int(record["classes"][i]) - 1]),
+             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(record["area"][i]),
+             "iscrowd": int(bool(record["crowd"][i]))}
+      if record["masks"] is not None:
+        counts = record["masks"][i]
+        ann["segmentation"] = {"size": [height, width],
+                               "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+      annotations.append(ann)
+  categories = [{"id": int(c), "name": n} for n, c in zip(class_names, category_ids)]
+  return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_metrics(gt: dict, results: list, iou_types=("bbox", "segm")) -> dict:
+  """COCOeval of `results` against `gt` -> {"<iou_type>/<metric>": float} (0.0 with no results)."""
+  if not results:
+    return {f"{t}/{m}": 0.0 for t in iou_types for m in METRICS}
+  coco_gt = COCO()
+  coco_gt.dataset = gt
+  with contextlib.redirect_stdout(io.StringIO()):
+    coco_gt.createIndex()
+  metrics = {}
+  for iou_type in iou_types:
+    # As Detectron2: without the box, loadRes takes the mask area for segm's small/medium/large.
+    dts = results if iou_type == "bbox" else [{k: v for k, v in r.items() if k != "bbox"}
+                                              for r in results]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+      coco_eval = COCOeval(coco_gt, coco_gt.loadRes(dts), iou_type)
+      coco_eval.evaluate()
+      coco_eval.accumulate()
+      coco_eval.summarize()
+    logging.info("COCO %s:\n%s", iou_type, text.getvalue())
+    metrics.update({f"{iou_type}/{m}": float(v) for m, v in zip(METRICS, coco_eval.stats)})
+  return metrics
+
+
+def to_original(boxes, scale: float, height: int, width: int) -> np.ndarray:
+  """Canvas boxes [D, 4] -> original image pixels (divide by the resize scale, clip to the image)."""
+  boxes = np.asarray(boxes, np.float32) / np.float32(scale)
+  return np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+
+
+def gt_records(config, split: str):
+  """The split's records (images left encoded) for `gt_to_coco`."""
+  builder = sources.open_builder(config.data)
+  source = sources.data_source(builder, split, decode_images=False)
+  with_masks = sources.has_masks(builder)
+  return [sources.to_record(source[i], with_masks) for i in range(len(source))]
+
+
+def _jit_detect(model):
+  """jit of model.detect(image, image_size); NNX modules are split so weights are arguments."""
+  if isinstance(model, nnx.Module):
+    graphdef, state = nnx.split(model)
+    run = jax.jit(lambda st, image, size: nnx.merge(graphdef, st).detect(image, size))
+    return lambda image, size: run(state, image, size)
+  return jax.jit(model.detect)
+
+
+def _bucket(n: int, step: int = 64) -> int:
+  """Pasting size rounded up so that few (height, width) pairs get compiled."""
+  return -(-int(n) // step) * step
+
+
+def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
+  """COCO box (and mask) AP of `model` on `split` (default config.data.eval_split); see module doc."""
+  split = split or config.data.eval_split
+  names, category_ids = data_lib.class_info(config)
+  with_masks = sources.has_masks(sources.open_builder(config.data))
+  detect = _jit_detect(model)
+  paste = jax.jit(paste_masks, static_argnames=("height", "width"))
+  results = []
+  for batch in data_lib.eval_iterator(config, split):
+    dets = jax.device_get(detect(batch["image"], batch["image_size"]))
+    for b, image_id in enumerate(batch["image_id"]):
+      if image_id < 0:
+        continue
+      height, width = (int(v) for v in batch["original_size"][b])
+      boxes = to_original(dets["boxes"][b], batch["scale"][b], height, width)
+      masks = None
+      if with_masks:
+        pasted = paste(np.asarray(dets["masks"][b], np.float32), boxes,
+                       height=_bucket(height), width=_bucket(width))
+        masks = np.asarray(pasted)[:, :height, :width]
+      results += detections_to_coco(image_id, boxes, dets["scores"][b], dets["classes"][b],
+                                    dets["valid"][b], category_ids, masks)
+  gt = gt_to_coco(gt_records(config, split), names, category_ids)
+  metrics = coco_metrics(gt, results, ("bbox", "segm") if with_masks else ("bbox",))
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, f"results_{split}.json"), "w") as f:
+    json.dump(results, f)
+  with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  return metrics
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints)")
+  parser.add_argument("--split", default=None, help="default: config.data.eval_split")
+  args = parser.parse_args(argv)
+  import mrcnn_jax  # pylint: disable=g-import-not-at-top  (the package imports this module)
+  with open(os.path.join(args.workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  metrics = evaluate(mrcnn_jax.load(args.workdir), config, args.workdir, args.split)
+  print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,98 @@
+"""COCO evaluation: the pure pieces (GT and detections -> pycocotools) and evaluate() end to end."""
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mrcnn_jax import evaluate
+from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax.data import features, prepare, shapes
+
+NAMES, IDS = list(shapes.CLASS_NAMES), [3, 7, 12, 20]   # non-contiguous dataset ids
+
+
+def _records(n=6, size=64):
+  records = []
+  for i in range(n):
+    image, masks, labels, _ = shapes.render_scene(np.random.default_rng(i), size)
+    records.append({"image": None, "height": size, "width": size, "image_id": 100 + i,
+                    "boxes": np.stack([shapes.mask_box(m) for m in masks]),
+                    "classes": labels.astype(np.int32) + 1, "crowd": np.zeros(len(masks), bool),
+                    "area": masks.sum(axis=(1, 2)).astype(np.float32),
+                    "masks": [features.encode_mask(m) for m in masks], "full_masks": masks})
+  records[0]["crowd"][0] = True                             # a crowd region: never a false negative
+  return records
+
+
+def _results(records, shift=0):
+  results = []
+  for r in records:
+    masks = np.roll(r["full_masks"], shift, axis=2)
+    keep = ~r["crowd"]
+    results += evaluate.detections_to_coco(r["image_id"], r["boxes"] + [shift, 0, shift, 0],
+                                           np.linspace(1, 0.5, len(keep)), r["classes"], keep, IDS,
+                                           masks)
+  return results
+
+
+def test_gt_as_detections_scores_perfect_and_shifted_scores_lower():
+  records = _records()
+  gt = evaluate.gt_to_coco(records, NAMES, IDS)
+  assert {c["id"] for c in gt["categories"]} == set(IDS) and len(gt["images"]) == 6
+  assert sum(a["iscrowd"] for a in gt["annotations"]) == 1
+  perfect = evaluate.coco_metrics(gt, _results(records))
+  assert set(perfect) == {f"{t}/{m}" for t in ("bbox", "segm") for m in evaluate.METRICS}
+  assert perfect["bbox/AP"] == pytest.approx(1.0) and perfect["segm/AP"] == pytest.approx(1.0)
+  assert perfect["bbox/AP50"] == pytest.approx(1.0) and perfect["segm/AP75"] == pytest.approx(1.0)
+  shifted = evaluate.coco_metrics(gt, _results(records, shift=3))
+  assert shifted["bbox/AP"] < 0.9 and shifted["segm/AP"] < 0.9
+  assert shifted["bbox/AP50"] <= perfect["bbox/AP50"]
+
+
+def test_results_use_dataset_category_ids_and_xywh_boxes():
+  out = evaluate.detections_to_coco(5, np.array([[1., 2., 11., 22.], [0, 0, 1, 1]]), [0.9, 0.1],
+                                    [2, 4], [True, False], IDS)
+  assert out == [{"image_id": 5, "category_id": 7, "bbox": [1.0, 2.0, 10.0, 20.0], "score": 0.9}]
+
+
+def test_no_detections_and_box_only_metrics():
+  gt = evaluate.gt_to_coco(_records(2), NAMES, IDS)
+  assert evaluate.coco_metrics(gt, [], ("bbox",)) == {f"bbox/{m}": 0.0 for m in evaluate.METRICS}
+
+
+def test_to_original_divides_by_scale_and_clips():
+  boxes = evaluate.to_original(np.array([[10., 20., 30., 400.]]), 2.0, height=100, width=12)
+  np.testing.assert_allclose(boxes, [[5, 10, 12, 100]])
+
+
+class _FakeModel:
+  """Detects one box (the top-left quarter of the image) of class 1 with a full mask."""
+
+  def detect(self, image, image_size):
+    b = image.shape[0]
+    h, w = image_size[:, 0].astype(jnp.float32), image_size[:, 1].astype(jnp.float32)
+    boxes = jnp.stack([jnp.zeros(b), jnp.zeros(b), w / 2, h / 2], -1)[:, None]
+    return {"boxes": boxes, "scores": jnp.full((b, 1), 0.8), "classes": jnp.ones((b, 1), jnp.int32),
+            "masks": jnp.ones((b, 1, 28, 28)), "valid": jnp.ones((b, 1), bool)}
+
+
+def test_evaluate_end_to_end_writes_results(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  name, _, _ = prepare.prepare_shapes(data_dir, seed=1, num_train=2, num_val=3, image_size=48)
+  config = shapes_tiny.get_config()
+  config.data.update(dict(name=name, data_dir=data_dir, canvas=64, min_size=64, max_size=64,
+                          eval_batch_size=2))
+  workdir = str(tmp_path / "work")
+  metrics = evaluate.evaluate(_FakeModel(), config, workdir)
+  assert set(metrics) == {f"{t}/{m}" for t in ("bbox", "segm") for m in evaluate.METRICS}
+  assert all(-1.0 <= v <= 1.0 for v in metrics.values())
+  with open(os.path.join(workdir, "results_validation.json")) as f:
+    results = json.load(f)
+  assert len(results) == 3 and {r["image_id"] for r in results} == {1, 2, 3}
+  for r in results:                                       # mapped back to the 48 px originals
+    np.testing.assert_allclose(r["bbox"], [0, 0, 24, 24], atol=1e-4)
+    assert r["segmentation"]["size"] == [48, 48] and r["category_id"] == 1
+  assert os.path.exists(os.path.join(workdir, "metrics_validation.json"))
