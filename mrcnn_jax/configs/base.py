@@ -12,7 +12,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.class_names = ()
 
   config.data = ml_collections.ConfigDict(dict(
-      name="coco/2017",
+      # COCO 2017 with instance masks, prepared by the folder builder:
+      #   python -m mrcnn_jax.data.prepare folder --name coco2017 --data_dir data \
+      #     --annotations train=annotations/instances_train2017.json \
+      #                   validation=annotations/instances_val2017.json \
+      #     --images train=train2017 validation=val2017
+      # ("coco/2017", TFDS's own builder, has boxes but no masks: GT masks become whole boxes.)
+      name="coco2017",
       data_dir="data",
       canvas=1024,            # square padded canvas side; multiple of 32
       min_size=800,           # resize: short side

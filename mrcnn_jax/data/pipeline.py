@@ -13,7 +13,7 @@ import math
 
 import grain
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from mrcnn_jax.data import preprocess, sources
 
@@ -73,6 +73,10 @@ def _check(config, shard_index: int, shard_count: int, batch_size: int) -> int:
 
 def _preprocess_op(config, builder, flip: bool) -> _Preprocess:
   data = config.data
+  if not sources.has_masks(builder):
+    logging.warning("dataset %r has no instance masks (TFDS coco/2017 stores boxes only): every GT "
+                    "mask is its whole box. Prepare COCO with `prepare folder` for real masks.",
+                    data.name)
   return _Preprocess(with_masks=sources.has_masks(builder), canvas=data.canvas,
                      min_size=data.min_size, max_size=data.max_size,
                      max_instances=data.max_instances, mask_size=data.gt_mask_size, flip=flip)
