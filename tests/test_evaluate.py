@@ -63,6 +63,18 @@ def test_no_detections_and_box_only_metrics():
   assert evaluate.coco_metrics(gt, [], ("bbox",)) == {f"bbox/{m}": 0.0 for m in evaluate.METRICS}
 
 
+def test_box_only_dataset():
+  records = _records(3)
+  for r in records:
+    r["masks"] = None
+  gt = evaluate.gt_to_coco(records, NAMES, IDS)
+  assert all("segmentation" not in a for a in gt["annotations"])
+  results = [{k: v for k, v in r.items() if k != "segmentation"} for r in _results(records)]
+  metrics = evaluate.coco_metrics(gt, results, ("bbox",))
+  assert list(metrics) == [f"bbox/{m}" for m in evaluate.METRICS]
+  assert metrics["bbox/AP"] == pytest.approx(1.0)
+
+
 def test_to_original_divides_by_scale_and_clips():
   boxes = evaluate.to_original(np.array([[10., 20., 30., 400.]]), 2.0, height=100, width=12)
   np.testing.assert_allclose(boxes, [[5, 10, 12, 100]])
