@@ -19,7 +19,6 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import pycocotools.mask as mask_utils
 from absl import logging
@@ -170,8 +169,7 @@ def main(argv=None) -> None:
   parser.add_argument("--split", default=None, help="default: config.data.eval_split")
   args = parser.parse_args(argv)
   import mrcnn_jax  # pylint: disable=g-import-not-at-top  (the package imports this module)
-  with open(os.path.join(args.workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = mrcnn_jax.checkpoints.load_config(args.workdir)
   metrics = evaluate(mrcnn_jax.load(args.workdir), config, args.workdir, args.split)
   print(json.dumps(metrics, indent=2))
 
