@@ -5,9 +5,10 @@ of `tile_size`. For each tile, boxes overlapping an already kept box (IoU > thre
 the survivors suppress each other inside the tile by a fixed-point iteration on the tile's
 [T, T] IoU matrix (box i lives iff no living box j < i in the tile overlaps it; the iteration
 fixes one more position per step, and usually converges in a few). Kept boxes are appended to
-a buffer of max_output slots, so memory is O(T * (T + max_output)), never N x N, and work is
-O(N * (T + max_output)). The walk stops early once max_output boxes are kept or the next tile
-holds only invalid (score -inf) boxes; the result is exactly greedy NMS truncated to max_output.
+a buffer of max_output slots that later tiles are checked against chunk by chunk, only as far
+as it is filled. Memory is O(T * (T + max_output)), never N x N; work is O(N * (T + K)) for K
+boxes kept. The walk stops early once max_output boxes are kept or the next tile holds only
+invalid (score -inf) boxes; the result is exactly greedy NMS truncated to max_output.
 """
 
 import functools
@@ -37,6 +38,24 @@ def _tile_keep(tile_iou, alive, threshold):
   return keep
 
 
+def _suppressed_by_kept(tb, tg, kept_boxes, kept_groups, count, threshold):
+  """[T] bool: tile boxes tb overlapping one of the first `count` kept boxes of their group.
+
+  Visits the kept buffer in [T]-sized chunks, only as many as are filled, so the work tracks
+  the number of boxes kept so far rather than the buffer's size.
+  """
+  tile = tb.shape[0]
+
+  def chunk(c, dead):
+    kb = lax.dynamic_slice_in_dim(kept_boxes, c * tile, tile)
+    kg = lax.dynamic_slice_in_dim(kept_groups, c * tile, tile)
+    filled = c * tile + jnp.arange(tile) < count
+    hit = (pairwise_iou(tb, kb) > threshold) & (tg[:, None] == kg[None]) & filled[None]
+    return dead | jnp.any(hit, axis=1)
+
+  return lax.fori_loop(0, (count + tile - 1) // tile, chunk, jnp.zeros((tile,), bool))
+
+
 def _nms_sorted(boxes, scores, groups, iou_threshold, max_output, tile_size):
   """Core: boxes [N, 4], scores [N], groups [N] int (only equal groups suppress each other)."""
   n = boxes.shape[0]
@@ -46,6 +65,7 @@ def _nms_sorted(boxes, scores, groups, iou_threshold, max_output, tile_size):
   num_tiles = -(-n // tile)
   pad = num_tiles * tile - n
   slots = min(max_output, n)
+  buffer = -(-slots // tile) * tile  # kept-box buffer, whole chunks of `tile`
 
   order = jnp.argsort(scores, descending=True, stable=True).astype(jnp.int32)
   boxes = jnp.pad(boxes[order].astype(jnp.float32), ((0, pad), (0, 0)))
@@ -64,22 +84,21 @@ def _nms_sorted(boxes, scores, groups, iou_threshold, max_output, tile_size):
   def body(state):
     t, count, kept_boxes, kept_groups, kept_idx = state
     tb, tg = tile_slice(boxes, t), tile_slice(groups, t)
-    filled = jnp.arange(slots) < count
-    overlap = (pairwise_iou(tb, kept_boxes) > threshold) & (tg[:, None] == kept_groups[None]) & filled
-    alive = tile_slice(valid, t) & ~jnp.any(overlap, axis=1)
+    dead = _suppressed_by_kept(tb, tg, kept_boxes, kept_groups, count, threshold)
     same = tg[:, None] == tg[None, :]
-    keep = _tile_keep(jnp.where(same, pairwise_iou(tb, tb), 0.0), alive, threshold)
-    pos = jnp.where(keep, count + jnp.cumsum(keep) - 1, slots)  # out of range -> dropped
+    keep = _tile_keep(jnp.where(same, pairwise_iou(tb, tb), 0.0), tile_slice(valid, t) & ~dead, threshold)
+    pos = count + jnp.cumsum(keep) - 1
+    pos = jnp.where(keep & (pos < slots), pos, buffer)  # out of range: dropped by the scatters
     kept_boxes = kept_boxes.at[pos].set(tb, mode="drop")
     kept_groups = kept_groups.at[pos].set(tg, mode="drop")
     kept_idx = kept_idx.at[pos].set(tile_slice(order, t), mode="drop")
-    return t + 1, count + jnp.sum(keep, dtype=jnp.int32), kept_boxes, kept_groups, kept_idx
+    return t + 1, jnp.minimum(count + jnp.sum(keep, dtype=jnp.int32), slots), kept_boxes, kept_groups, kept_idx
 
-  init = (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((slots, 4), jnp.float32),
-          jnp.zeros((slots,), groups.dtype), jnp.full((slots,), -1, jnp.int32))
+  init = (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((buffer, 4), jnp.float32),
+          jnp.zeros((buffer,), groups.dtype), jnp.full((buffer,), -1, jnp.int32))
   _, count, _, _, kept_idx = lax.while_loop(cond, body, init)
-  indices = jnp.pad(kept_idx, (0, max_output - slots), constant_values=-1)
-  return indices, jnp.minimum(count, max_output)
+  indices = jnp.pad(kept_idx[:slots], (0, max_output - slots), constant_values=-1)
+  return indices, count
 
 
 def _check_common(boxes, scores, max_output, tile_size):
