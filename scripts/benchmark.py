@@ -1,0 +1,156 @@
+"""Micro-benchmarks printed as markdown tables: jit-compiled, median wall time over repeats.
+
+    python scripts/benchmark.py ops                       # ops (NMS; torchvision beside when importable)
+    python scripts/benchmark.py model --config shapes_tiny --batch 2
+
+Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL).
+To add one, write the function and append it to its suite.
+"""
+
+import argparse
+import dataclasses
+import importlib
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass
+class Row:
+  name: str            # what ran, e.g. "nms"
+  case: str            # its size/settings, e.g. "N=20000, keep<=1000"
+  ms: float            # median milliseconds of the jitted JAX function
+  reference: str = ""  # an outside implementation timed on the same inputs, if any
+  reference_ms: float | None = None
+
+
+def median_ms(fn, *args, repeats):
+  """Median wall milliseconds of fn(*args) over `repeats` runs, after one warm-up (compile) call."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append((time.perf_counter() - start) * 1e3)
+  return statistics.median(times)
+
+
+def random_boxes(rng, n, canvas=1024.0):
+  """RPN-like boxes: random centres on the canvas, sides 16..256 px, uniform scores."""
+  centre = rng.uniform(0, canvas, (n, 2))
+  half = rng.uniform(8, 128, (n, 2))
+  boxes = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+  return boxes, rng.uniform(size=n).astype(np.float32)
+
+
+def _torchvision_nms():
+  """torchvision.ops.nms as a numpy-in callable, or None when torchvision is not installed."""
+  try:
+    import torch
+    import torchvision
+  except ImportError:
+    return None
+
+  def run(boxes, scores, threshold):
+    return torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), threshold)
+  return run
+
+
+def bench_nms(args):
+  """ops.nms on 1k/5k/20k boxes at IoU 0.7: keeping at most 1000 (RPN) and keeping all (like torchvision)."""
+  from mrcnn_jax.ops import nms
+
+  threshold = 0.7
+  reference = _torchvision_nms()
+  rng = np.random.default_rng(0)
+  rows = []
+  for n in (1000, 5000, 20000):
+    boxes, scores = random_boxes(rng, n)
+    boxes_d, scores_d = jnp.asarray(boxes), jnp.asarray(scores)
+    ref_ms = median_ms(reference, boxes, scores, threshold, repeats=args.repeats) if reference else None
+    for keep in sorted({min(1000, n), n}):
+      ms = median_ms(lambda b, s, k=keep: nms(b, s, threshold, k), boxes_d, scores_d, repeats=args.repeats)
+      rows.append(Row("nms", f"N={n}, keep<={keep}", ms,
+                      "torchvision.ops.nms (keeps all)" if reference else "", ref_ms))
+  return rows
+
+
+def bench_model(args):
+  """Forward+backward of model.losses and a model.detect call on a synthetic batch."""
+  from flax import nnx
+  from mrcnn_jax.model.mask_rcnn import build_model
+
+  config = importlib.import_module(f"mrcnn_jax.configs.{args.config}").get_config()
+  model = build_model(config, seed=0)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  batch = synthetic_batch(config, args.batch)
+
+  def total_loss(params, rest, batch, key):
+    return sum(nnx.merge(graphdef, params, rest).losses(batch, key).values())
+
+  grad_fn = jax.jit(jax.value_and_grad(total_loss))
+  detect_fn = jax.jit(lambda params, rest, image, size: nnx.merge(graphdef, params, rest).detect(image, size))
+  case = f"{args.config}, batch {args.batch}, canvas {config.data.canvas}"
+  key = jax.random.key(0)
+  return [
+      Row("losses + grad", case, median_ms(grad_fn, params, rest, batch, key, repeats=args.repeats)),
+      Row("detect", case, median_ms(detect_fn, params, rest, batch["image"], batch["image_size"],
+                                    repeats=args.repeats)),
+  ]
+
+
+def synthetic_batch(config, batch_size):
+  """A batch with the data pipeline's fields: random images and G random square instances."""
+  d = config.data
+  rng = np.random.default_rng(0)
+  canvas, g, mg = d.canvas, d.max_instances, d.gt_mask_size
+  corner = rng.uniform(0, canvas / 2, (batch_size, g, 2))
+  side = rng.uniform(canvas / 16, canvas / 2, (batch_size, g, 1))
+  valid = np.arange(g)[None] < max(1, g // 2)
+  return {
+      "image": jnp.asarray(rng.integers(0, 256, (batch_size, canvas, canvas, 3), np.uint8)),
+      "image_size": jnp.full((batch_size, 2), canvas, jnp.int32),
+      "scale": jnp.ones((batch_size,), jnp.float32),
+      "original_size": jnp.full((batch_size, 2), canvas, jnp.int32),
+      "image_id": jnp.arange(batch_size),
+      "gt_boxes": jnp.asarray(np.concatenate([corner, corner + side], -1), jnp.float32),
+      "gt_classes": jnp.asarray(np.where(valid, 1 + np.arange(g) % config.num_classes, 0), jnp.int32),
+      "gt_masks": jnp.ones((batch_size, g, mg, mg), jnp.uint8),
+      "gt_valid": jnp.asarray(np.broadcast_to(valid, (batch_size, g))),
+      "gt_crowd": jnp.zeros((batch_size, g), bool),
+  }
+
+
+OPS = [bench_nms]
+MODEL = [bench_model]
+
+
+def markdown(rows):
+  lines = ["| op | case | JAX ms (median) | reference | reference ms |", "|---|---|---:|---|---:|"]
+  for r in rows:
+    ref_ms = "" if r.reference_ms is None else f"{r.reference_ms:.2f}"
+    lines.append(f"| {r.name} | {r.case} | {r.ms:.2f} | {r.reference} | {ref_ms} |")
+  return "\n".join(lines)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="suite", required=True)
+  ops_parser = sub.add_parser("ops", help="pure ops (mrcnn_jax.ops)")
+  ops_parser.add_argument("--repeats", type=int, default=10)
+  model_parser = sub.add_parser("model", help="the whole model on a synthetic batch")
+  model_parser.add_argument("--config", default="shapes_tiny", help="module name in mrcnn_jax/configs")
+  model_parser.add_argument("--batch", type=int, default=2)
+  model_parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args(argv)
+
+  rows = [row for bench in {"ops": OPS, "model": MODEL}[args.suite] for row in bench(args)]
+  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n")
+  print(markdown(rows))
+
+
+if __name__ == "__main__":
+  main()
