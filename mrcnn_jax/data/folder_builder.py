@@ -9,7 +9,8 @@ segmentations are dropped and counted. All splits must have the same categories.
 
 This is also the path to COCO 2017 *with masks* (TFDS's coco/2017 stores boxes only):
   python -m mrcnn_jax.data.prepare folder --name coco2017 --data_dir D \
-      --annotations train=annotations/instances_train2017.json validation=annotations/instances_val2017.json \
+      --annotations train=annotations/instances_train2017.json \
+                    validation=annotations/instances_val2017.json \
       --images train=train2017 validation=val2017
 """
 
@@ -17,9 +18,9 @@ import dataclasses
 import io
 import os
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 from PIL import Image
 
 from mrcnn_jax.data import coco_json, features

@@ -3,8 +3,10 @@
 Reading needs no TensorFlow. `train_iterator` is infinite, shuffled by config.train.seed, with random
 horizontal flips drawn from grain's per-record generator (a function of the seed and the record's
 position), so a run is reproducible and resumable: `it.get_state()` -> new iterator `.set_state(state)`
-continues with the same batches. `eval_iterator` reads each example once in order and pads the last
-batch with blank examples whose image_id is -1. Hosts read disjoint shards (shard_index/shard_count).
+continues with the same batches. `eval_iterator` reads each example once and pads the end of the
+stream with blank examples whose image_id is -1 (in the last batch with num_workers = 0; spread over
+the last num_workers batches otherwise, as grain deals records to workers round-robin).
+Hosts read disjoint shards (shard_index/shard_count).
 Batches are dicts of numpy arrays with static shapes (see the contract / preprocess.py).
 """
 

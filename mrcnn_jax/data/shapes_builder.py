@@ -8,9 +8,9 @@ parameters get their own config name (see `shapes_config`), hence their own dire
 
 import dataclasses
 
+from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from mrcnn_jax.data import features, shapes
 
