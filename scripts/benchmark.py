@@ -109,7 +109,7 @@ def synthetic_batch(config, batch_size):
   canvas, g, mg = d.canvas, d.max_instances, d.gt_mask_size
   corner = rng.uniform(0, canvas / 2, (batch_size, g, 2))
   side = rng.uniform(canvas / 16, canvas / 2, (batch_size, g, 1))
-  valid = np.arange(g)[None] < max(1, g // 2)
+  valid = np.broadcast_to(np.arange(g) < max(1, g // 2), (batch_size, g))
   return {
       "image": jnp.asarray(rng.integers(0, 256, (batch_size, canvas, canvas, 3), np.uint8)),
       "image_size": jnp.full((batch_size, 2), canvas, jnp.int32),
@@ -119,7 +119,7 @@ def synthetic_batch(config, batch_size):
       "gt_boxes": jnp.asarray(np.concatenate([corner, corner + side], -1), jnp.float32),
       "gt_classes": jnp.asarray(np.where(valid, 1 + np.arange(g) % config.num_classes, 0), jnp.int32),
       "gt_masks": jnp.ones((batch_size, g, mg, mg), jnp.uint8),
-      "gt_valid": jnp.asarray(np.broadcast_to(valid, (batch_size, g))),
+      "gt_valid": jnp.asarray(valid),
       "gt_crowd": jnp.zeros((batch_size, g), bool),
   }
 
