@@ -88,14 +88,14 @@ def test_equal_scores_keep_lower_index_and_permutation_maps_through():
 
 
 def test_jit_matches_eager_and_vmap():
-  boxes, scores = random_case(8, 20)  # tiny: eager mode dispatches every loop step op by op
+  boxes, scores = random_case(8, 16)  # tiny: eager mode dispatches every loop step op by op
   jitted = nms(boxes, scores, 0.3, 8, tile_size=8)
   with jax.disable_jit():
     eager = nms(boxes, scores, 0.3, 8, tile_size=8)
   np.testing.assert_array_equal(jitted[0], eager[0])
   assert int(jitted[1]) == int(eager[1])
   check_against(tf_nms(boxes, scores, 0.3, 8), *jitted, 8)
-  boxes2, scores2 = random_case(9, 20)
+  boxes2, scores2 = random_case(9, 16)
   batched = jax.vmap(lambda b, s: nms(b, s, 0.3, 8, tile_size=8))(
       np.stack([boxes, boxes2]), np.stack([scores, scores2]))
   np.testing.assert_array_equal(batched[0][0], jitted[0])
