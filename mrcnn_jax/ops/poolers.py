@@ -1,7 +1,8 @@
 """Multi-level (FPN) RoI pooling: each RoI is pooled from the pyramid level its size calls for.
 
 Level assignment is FPN's eq. (1) as in Detectron2's `assign_boxes_to_levels`:
-floor(canonical_level + log2(sqrt(area) / canonical_size + 1e-8)), clamped to [min_level, max_level].
+floor(canonical_level + log2(sqrt(area) / canonical_size + 1e-8)), clamped to
+[min_level, max_level].
 Level l has stride 2**l, so its spatial_scale is 1 / 2**l.
 
 Static shapes, no grouping of RoIs by level: for RoIAlign and RoIWarp the levels are flattened into
@@ -34,8 +35,8 @@ def fpn_levels(boxes, min_level=2, max_level=5, canonical_size=224, canonical_le
 
 @functools.partial(jax.jit, static_argnames=("output_size", "method", "sampling_ratio", "aligned",
                                              "min_level"))
-def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_ratio=2, aligned=True,
-                    min_level=2):
+def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_ratio=2,
+                    aligned=True, min_level=2):
   """Pools each RoI from its FPN level.
 
   Args:
@@ -48,7 +49,8 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
   """
   if not isinstance(features, (list, tuple)) or not features:
     raise ValueError("features must be a non-empty list of [H, W, C] maps")
-  features = [check_array(f"features[{i}]", f, ndim=3, kind="float") for i, f in enumerate(features)]
+  features = [check_array(f"features[{i}]", f, ndim=3, kind="float")
+              for i, f in enumerate(features)]
   channels = {f.shape[-1] for f in features}
   if len(channels) != 1 or len({f.dtype for f in features}) != 1:
     raise ValueError("features levels must share channel count and dtype, got "

@@ -13,9 +13,10 @@ The three poolers of the Mask R-CNN paper's Table 2c, with Detectron2 / torchvis
   [floor(i * bin), ceil((i + 1) * bin)) cells, the bin's maximum is taken, and an empty bin gives 0.
 
 Deviation from Detectron2: `sampling_ratio` must be a fixed positive integer. Detectron2's default
-(`sampling_ratio=0`) picks ceil(roi_size / output_size) samples per bin for each RoI, a data-dependent
-number that cannot have a static shape under jit. Mask R-CNN configs use a fixed 2 (Detectron2's
-FPN default is 0, which for RoIs of the size their FPN level is chosen for is mostly 1 to 4).
+`sampling_ratio=0` takes ceil(roi_size / output_size) samples per bin, chosen per RoI: a
+data-dependent count with no static shape under jit. The original Detectron's Mask R-CNN configs
+use a fixed 2; Detectron2's adaptive count is mostly 2 to 4 for the 7 x 7 box head and 1 to 2 for
+the 14 x 14 mask head at the RoI sizes FPN assigns to each level.
 No gradient flows into the boxes (as in Detectron2, whose kernels return none).
 
 The bilinear sampler works on a flat [N, C] buffer with per-RoI offsets and map extents, so the
@@ -102,7 +103,7 @@ def axis_taps(start, size, bins, grid, length):
 
   Args:
     start, size: [R] region start and extent in cell-index coordinates.
-    bins, grid: static ints; the samples sit at start + b * size / bins + (j + 0.5) * size / bins / grid.
+    bins, grid: static ints; sample j of bin b sits at start + (b + (j + 0.5) / grid) * size / bins.
     length: [R] or scalar number of cells along this axis.
   Returns:
     idx [R, bins * grid, 2] int32 (low, high neighbour) and weight [R, bins * grid, 2] float32.
@@ -134,9 +135,10 @@ def _tap(ys, wy, xs, wx, a, b):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _weighted_gather(layout, flat, ys, wy, xs, wx):
-  """sum over taps (a, b) of flat[ys[..., a] + xs[..., b]] * wy[..., a] * wx[..., b] -> [R, Sh, Sw, C]
-  float32, from row taps ys, wy [R, Sh, T] (ys already times the map width, plus offsets) and column
-  taps xs, wx [R, Sw, T]; layout = (rows, dtype) of flat.
+  """Sum over taps (a, b) of flat[ys[..., a] + xs[..., b]] * wy[..., a] * wx[..., b].
+
+  Row taps ys, wy [R, Sh, T] (ys already times the map width, plus the offsets), column taps xs,
+  wx [R, Sw, T]; layout = (rows, dtype) of flat. Returns [R, Sh, Sw, C] float32.
 
   Forward: one gather per tap, which XLA fuses with the weighted sum into a single pass writing
   only the output (one [..., T * T, C] gather would materialise T * T times the output). Backward:
@@ -191,13 +193,15 @@ def sample_regions(flat, offsets, extents, start, size, output_size, grid):
   ys, wy = axis_taps(start[:, 0], size[:, 0], sh, grid, extents[:, 0])
   xs, wx = axis_taps(start[:, 1], size[:, 1], sw, grid, extents[:, 1])
   ys = ys * extents[:, 1:2, None].astype(jnp.int32) + offsets.astype(jnp.int32)[:, None, None]
-  pooled = _weighted_gather((flat.shape[0], flat.dtype), flat, ys.reshape(r, sh, taps),
-                            wy.reshape(r, sh, taps), xs.reshape(r, sw, taps), wx.reshape(r, sw, taps))
+  pooled = _weighted_gather((flat.shape[0], flat.dtype), flat,
+                            ys.reshape(r, sh, taps), wy.reshape(r, sh, taps),
+                            xs.reshape(r, sw, taps), wx.reshape(r, sw, taps))
   return pooled.astype(flat.dtype)
 
 
 def _single_map_pool(method, features, boxes, output_size, spatial_scale, sampling_ratio, aligned):
-  features, boxes, out = _check_pool_args(features, boxes, output_size, spatial_scale, sampling_ratio)
+  features, boxes, out = _check_pool_args(features, boxes, output_size, spatial_scale,
+                                          sampling_ratio)
   h, w, c = features.shape
   r = boxes.shape[0]
   start, size = roi_regions(boxes, spatial_scale, method, aligned)
@@ -216,7 +220,8 @@ def roi_align(features, boxes, output_size, spatial_scale, sampling_ratio=2, ali
   Args:
     features: [H, W, C] float map. boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
     output_size: S or (Sh, Sw). spatial_scale: map cells per canvas pixel (1 / stride).
-    sampling_ratio: fixed samples per bin along each axis. aligned: half-pixel shift (True: Detectron2).
+    sampling_ratio: fixed samples per bin along each axis.
+    aligned: the half-pixel shift (True, Detectron2) or not (False, original RoIAlign).
   Returns:
     [R, Sh, Sw, C], differentiable w.r.t. features.
   """

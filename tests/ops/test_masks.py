@@ -116,8 +116,8 @@ def test_degenerate_inputs_give_empty_masks_not_nans():
                        8, 8)
   assert not pasted.any()
   # A padding GT (zero box) matched by an RoI: all background.
-  got = mask_targets(np.ones((1, 4, 4), np.uint8), jnp.zeros((1, 4)), jnp.array([[1.0, 1.0, 6.0, 6.0]]),
-                     jnp.array([0]), 4)
+  got = mask_targets(np.ones((1, 4, 4), np.uint8), jnp.zeros((1, 4)),
+                     jnp.array([[1.0, 1.0, 6.0, 6.0]]), jnp.array([0]), 4)
   assert np.isfinite(got).all() and not got.any()
 
 
@@ -132,7 +132,8 @@ def test_jit_and_vmap():
 
 
 def test_argument_errors_name_the_argument():
-  m, b, r, g = jnp.zeros((2, 4, 4)), jnp.zeros((2, 4)), jnp.zeros((3, 4)), jnp.zeros((3,), jnp.int32)
+  m, b, r = jnp.zeros((2, 4, 4)), jnp.zeros((2, 4)), jnp.zeros((3, 4))
+  g = jnp.zeros((3,), jnp.int32)
   for args, name in [((m[0], b, r, g), "masks"), ((m, b[:, :3], r, g), "mask_boxes"),
                      ((m, b, r[None], g), "rois"), ((m, b, r, g.astype(jnp.float32)), "matched_gt"),
                      ((m, b[:1], r, g), "mask_boxes"), ((m, b, r, g[:2]), "matched_gt")]:

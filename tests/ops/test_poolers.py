@@ -1,4 +1,4 @@
-"""FPN level assignment and multi-level pooling (equal to single-level pooling at the chosen level)."""
+"""FPN level assignment, and multi-level pooling equal to single-level pooling at that level."""
 
 import jax
 import jax.numpy as jnp

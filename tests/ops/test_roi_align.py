@@ -92,18 +92,20 @@ def test_matches_crop_and_resize_inside_the_map():
   h, w, s, g, scale = 9, 11, 3, 2, 0.5
   feat = rng.standard_normal((h, w, 4)).astype(np.float32)
   # Boxes well inside the map so no sample needs clamping: TF then samples the same points.
-  boxes = np.array([[2.0, 3.0, 17.0, 12.0], [4.4, 2.2, 9.3, 13.7], [1.5, 1.5, 19.0, 15.0]], np.float32)
+  boxes = np.array([[2.0, 3.0, 17.0, 12.0], [4.4, 2.2, 9.3, 13.7], [1.5, 1.5, 19.0, 15.0]],
+                   np.float32)
   for aligned in (True, False):
     offset = 0.5 if aligned else 0.0
     start = boxes * scale - offset
-    size = (boxes[:, 2:] - boxes[:, :2]) * scale  # (w, h); all > 1, so aligned=False's clamp is idle
+    size = (boxes[:, 2:] - boxes[:, :2]) * scale  # (w, h), all > 1: aligned=False's clamp is idle
     n = s * g
     first = start[:, :2] + 0.5 * size / n  # first and last sample, (x, y)
     last = start[:, :2] + (n - 0.5) * size / n
     assert first.min() >= 0 and (last <= np.array([w - 1, h - 1])).all()
     norm = np.stack([first[:, 1] / (h - 1), first[:, 0] / (w - 1),
                      last[:, 1] / (h - 1), last[:, 0] / (w - 1)], axis=1)
-    crops = tf.image.crop_and_resize(feat[None], norm, np.zeros(len(boxes), np.int32), (n, n)).numpy()
+    crops = tf.image.crop_and_resize(feat[None], norm, np.zeros(len(boxes), np.int32), (n, n))
+    crops = crops.numpy()
     want = crops.reshape(len(boxes), s, g, s, g, 4).mean(axis=(2, 4))
     got = roi_align(jnp.asarray(feat), jnp.asarray(boxes), s, scale, g, aligned)
     np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"aligned={aligned}")
@@ -151,7 +153,7 @@ def test_roi_warp_hand_case():
   want = np.array([[3.0, 4.0], [11.0, 12.0]])
   for grid in (1, 2):
     np.testing.assert_allclose(roi_warp(feat, box, 2, 1.0, grid)[0, ..., 0], want, atol=1e-6)
-  # RoIAlign keeps the fractional box: x centres {0.55, 1.45}, y centres {0.45, 1.55} (shifted -0.5).
+  # RoIAlign keeps the fractional box (shifted by -0.5): x centres {0.55, 1.45}, y {0.45, 1.55}.
   np.testing.assert_allclose(roi_align(feat, box, 2, 1.0, 1)[0, ..., 0],
                              [[2.35, 3.25], [6.75, 7.65]], atol=1e-5)
 
