@@ -23,7 +23,7 @@ from mrcnn_jax.model.box_head import BoxPredictor, Res5Head, TwoFCHead
 from mrcnn_jax.model.fpn import FPN
 from mrcnn_jax.model.mask_head import (FCNMaskHead, MLPMaskHead, Upsample, mask_channels, mask_loss,
                                        mask_probabilities)
-from mrcnn_jax.model.pooling import pool_rois
+from mrcnn_jax.model.pooling import POOLERS, pool_rois
 from mrcnn_jax.model.resnet import ResNet
 from mrcnn_jax.model.roi_heads import box_losses, detect_boxes, sample_rois
 from mrcnn_jax.model.rpn import RPNHead, propose, rpn_losses
@@ -51,6 +51,8 @@ class MaskRCNN(nnx.Module):
       raise ValueError(f"config.model.head must be 'fpn' or 'c4', got {m.head!r}")
     if m.dtype not in DTYPES:
       raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {m.dtype!r}")
+    if m.pooler not in POOLERS:
+      raise ValueError(f"config.model.pooler must be one of {sorted(POOLERS)}, got {m.pooler!r}")
     if config.data.canvas % 32:
       raise ValueError(f"config.data.canvas must be a multiple of 32, got {config.data.canvas}")
     self.config = ml_collections.FrozenConfigDict(config)
@@ -169,9 +171,11 @@ class MaskRCNN(nnx.Module):
             "cls": cls_loss, "box": box_loss, "mask": loss}
 
   # ---------------------------------------------------------------- inference
-  def detect(self, image: jax.Array, image_size: jax.Array) -> dict[str, jax.Array]:
+  def detect(self, image: jax.Array, image_size: jax.Array, score_threshold=None,
+             nms_threshold=None) -> dict[str, jax.Array]:
     """Detections on the canvas for image [B,H,W,3] uint8 whose content fills image_size [B,2] (h, w).
 
+    ``score_threshold`` / ``nms_threshold`` default to the config's (they may be traced scalars).
     Returns boxes [B,D,4] (canvas pixels), scores [B,D], classes [B,D] (1..K), masks [B,D,M,M]
     (foreground probabilities in the box), valid [B,D].
     """
@@ -181,7 +185,10 @@ class MaskRCNN(nnx.Module):
     proposals, proposal_valid = self._proposals(rpn_logits, rpn_deltas, image_size, training=False)
     cls_logits, box_deltas = self._box_branch(pool_features, proposals)
     boxes, scores, classes, valid = jax.vmap(
-        functools.partial(detect_boxes, cfg=m.roi, box_weights=tuple(m.roi.box_weights)))(
+        functools.partial(
+            detect_boxes, cfg=m.roi, box_weights=tuple(m.roi.box_weights),
+            score_threshold=m.roi.score_threshold if score_threshold is None else score_threshold,
+            nms_threshold=m.roi.nms_threshold if nms_threshold is None else nms_threshold))(
             cls_logits, box_deltas, proposals, proposal_valid, image_size)
     logits = self._mask_logits(pool_features, boxes)
     masks = mask_probabilities(logits, classes.reshape(-1), m.mask_loss).reshape(*classes.shape, *logits.shape[1:3])

@@ -61,15 +61,17 @@ def box_losses(cls_logits, box_deltas, classes, box_targets):
   return jnp.where(sampled, ce, 0.0).sum() / count, jnp.where(fg, l1, 0.0).sum() / count
 
 
-def detect_boxes(cls_logits, box_deltas, proposals, proposal_valid, image_size, cfg, box_weights):
+def detect_boxes(cls_logits, box_deltas, proposals, proposal_valid, image_size, *, score_threshold,
+                 nms_threshold, cfg, box_weights):
   """One image's final detections from the box branch.
 
-  Scores are the softmax class probabilities; each (proposal, class) pair above
-  ``cfg.score_threshold`` is a candidate; the ``cfg.candidates_per_image`` best candidates go through
-  per-class NMS and the ``cfg.detections_per_image`` best survive.
+  Scores are the softmax class probabilities; each (proposal, class) pair above ``score_threshold``
+  is a candidate; the ``cfg.candidates_per_image`` best candidates go through per-class NMS
+  (``nms_threshold``) and the ``cfg.detections_per_image`` best survive.
 
   Args:
-    cls_logits [P,K+1], box_deltas [P,K,4], proposals [P,4], proposal_valid [P], image_size [2].
+    cls_logits [P,K+1], box_deltas [P,K,4], proposals [P,4], proposal_valid [P], image_size [2];
+    score_threshold, nms_threshold: scalars (may be traced).
   Returns:
     boxes [D,4], scores [D], classes [D] int32 (1..K), valid [D].
   """
@@ -77,14 +79,14 @@ def detect_boxes(cls_logits, box_deltas, proposals, proposal_valid, image_size, 
   probs = jax.nn.softmax(cls_logits, axis=-1)[:, 1:]
   anchors = jnp.broadcast_to(proposals[:, None], box_deltas.shape)
   boxes = ops.clip_boxes(ops.decode_boxes(box_deltas, anchors, box_weights), image_size[0], image_size[1])
-  keep = proposal_valid[:, None] & (probs > cfg.score_threshold)
+  keep = proposal_valid[:, None] & (probs > score_threshold)
   scores = jnp.where(keep, probs, -jnp.inf).reshape(-1)
   classes = jnp.broadcast_to(jnp.arange(1, num_classes + 1), probs.shape).reshape(-1)
   boxes = boxes.reshape(-1, 4)
   k = min(cfg.candidates_per_image, scores.shape[0])
   scores, top = jax.lax.top_k(scores, k)
   boxes, classes = boxes[top], classes[top]
-  index, _ = ops.batched_nms(boxes, scores, classes, cfg.nms_threshold, cfg.detections_per_image)
+  index, _ = ops.batched_nms(boxes, scores, classes, nms_threshold, cfg.detections_per_image)
   valid = index >= 0
   index = jnp.maximum(index, 0)
   return (jnp.where(valid[:, None], boxes[index], 0.0), jnp.where(valid, scores[index], 0.0),

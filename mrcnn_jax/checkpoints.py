@@ -1,0 +1,37 @@
+"""``mrcnn_jax.load``: a trained model (its config and parameters) from a workdir or a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+from flax import nnx
+
+from mrcnn_jax.model.mask_rcnn import MaskRCNN, build_model
+
+
+def _split_path(path: str) -> tuple[str, int | None]:
+  """``W`` -> (W, None: latest);  ``W/checkpoints/<step>`` -> (W, step)."""
+  path = os.path.normpath(path)
+  parent, leaf = os.path.split(path)
+  if leaf.isdigit() and os.path.basename(parent) == "checkpoints":
+    return os.path.dirname(parent), int(leaf)
+  return path, None
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load(path: str) -> MaskRCNN:
+  """The model saved in a training workdir (latest checkpoint) or in ``<workdir>/checkpoints/<step>``."""
+  from mrcnn_jax.train.checkpoint import restore_params  # pylint: disable=import-outside-toplevel
+  workdir, step = _split_path(path)
+  model = build_model(load_config(workdir))
+  nnx.update(model, restore_params(workdir, nnx.state(model, nnx.Param), step))
+  return model

@@ -1,0 +1,215 @@
+"""Jitted inference on images of any size: ``mrcnn_jax.predict(model, images) -> Detections``.
+
+Images are resized and padded onto the model's fixed canvas exactly as the input pipeline does, run
+through one compiled ``MaskRCNN.detect`` per (canvas, batch bucket), and mapped back to each original
+image's pixels.  Batches are padded up to a power of two (at most ``batch_size``), so a new set of
+images, of any sizes and count, reuses the compiled function.
+
+CLI:
+    python -m mrcnn_jax.predict --workdir W --images a.jpg b.png --out DIR
+writes DIR/<name>.png (masks, boxes, class names and scores drawn on the image) and
+DIR/detections.json (COCO-style results: bbox [x, y, w, h], score, category_id, RLE segmentation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mrcnn_jax import ops
+from mrcnn_jax.data.preprocess import preprocess
+
+
+@dataclasses.dataclass
+class Detections:
+  """Detections in original image pixels; rows past ``num_detections[b]`` are padding.
+
+  boxes [B,D,4] float32 (x1, y1, x2, y2); scores [B,D]; classes [B,D] int32 (1..K, 0 = padding);
+  masks: [B,D,H,W] bool when all images share one size, else a list of B arrays [D,H_b,W_b];
+  num_detections [B] int32; class_names: the K names (classes index them from 1).
+  """
+  boxes: np.ndarray
+  scores: np.ndarray
+  classes: np.ndarray
+  masks: np.ndarray | list
+  num_detections: np.ndarray
+  class_names: tuple = ()
+
+  def __len__(self) -> int:
+    return len(self.boxes)
+
+  def image(self, b: int) -> dict:
+    """Image ``b``'s detections without padding: boxes [n,4], scores, classes, masks [n,H,W], names."""
+    n = int(self.num_detections[b])
+    classes = self.classes[b, :n]
+    names = [self.class_names[c - 1] if 0 < c <= len(self.class_names) else str(c) for c in classes]
+    return {"boxes": self.boxes[b, :n], "scores": self.scores[b, :n], "classes": classes,
+            "masks": self.masks[b][:n], "names": names}
+
+
+def as_rgb_images(images) -> list[np.ndarray]:
+  """One HxW(x1|3|4) uint8 image, a [B,H,W,C] batch or a list -> list of HxWx3 uint8 arrays."""
+  if not isinstance(images, (list, tuple)):
+    array = np.asarray(images)
+    images = list(array) if array.ndim == 4 else [array]
+  if not images:
+    raise ValueError("images must be an HxWx3 uint8 array, a [B,H,W,3] batch or a non-empty list of images")
+  out = []
+  for i, image in enumerate(images):
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+      raise ValueError(f"images[{i}] must be uint8 (0..255), got dtype {image.dtype}")
+    if image.ndim == 2:
+      image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or min(image.shape[:2]) < 1:
+      raise ValueError(f"images[{i}] must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+    if image.shape[-1] == 1:
+      image = np.repeat(image, 3, axis=-1)
+    out.append(np.ascontiguousarray(image[..., :3]))
+  return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _detect(graphdef, state, image, image_size, score_threshold, nms_threshold):
+  return nnx.merge(graphdef, state).detect(image, image_size, score_threshold, nms_threshold)
+
+
+def compiled_count() -> int:
+  """How many versions of the detection function have been compiled so far (for tests and logs)."""
+  return _detect._cache_size()
+
+
+def _bucket(n: int, batch_size: int) -> int:
+  return min(batch_size, 1 << (n - 1).bit_length())
+
+
+def to_original(boxes, masks, scale, original_size):
+  """Canvas detections of one image -> original pixels.
+
+  boxes [D,4] canvas pixels, masks [D,M,M] probabilities, scale (canvas / original), original_size
+  (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel centres, > 0.5).
+  """
+  height, width = (int(v) for v in original_size)
+  boxes = np.clip(np.asarray(boxes) / float(scale), 0, [width, height, width, height]).astype(np.float32)
+  pasted = ops.paste_masks(jnp.asarray(masks), jnp.asarray(boxes), height, width)
+  return boxes, np.asarray(pasted)
+
+
+def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: float | None = None,
+            max_detections: int | None = None, batch_size: int = 8) -> Detections:
+  """Detects objects in one image or several (see ``as_rgb_images``); returns ``Detections``.
+
+  score_threshold: keep (box, class) pairs with a higher probability; nms_threshold: per-class NMS IoU
+  (default: the config's); max_detections: at most this many per image (default and upper bound:
+  ``config.model.roi.detections_per_image``).
+  """
+  config = model.config
+  limit = config.model.roi.detections_per_image
+  max_detections = limit if max_detections is None else max_detections
+  if not 0 < max_detections <= limit:
+    raise ValueError(f"max_detections must be in 1..{limit} (config.model.roi.detections_per_image), "
+                     f"got {max_detections}")
+  if not 0.0 <= score_threshold < 1.0:
+    raise ValueError(f"score_threshold must be in [0, 1), got {score_threshold}")
+  nms_threshold = config.model.roi.nms_threshold if nms_threshold is None else nms_threshold
+  if not 0.0 < nms_threshold <= 1.0:
+    raise ValueError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
+
+  images = as_rgb_images(images)
+  d = config.data
+  examples = [preprocess({"image": im, "image_id": i, "boxes": np.zeros((0, 4)), "classes": [], "crowd": [],
+                          "masks": None}, canvas=d.canvas, min_size=d.min_size, max_size=d.max_size,
+                         max_instances=1, mask_size=1) for i, im in enumerate(images)]
+  graphdef, state = nnx.split(model)
+  outputs = []
+  for start in range(0, len(examples), batch_size):
+    chunk = examples[start:start + batch_size]
+    padded = chunk + [chunk[-1]] * (_bucket(len(chunk), batch_size) - len(chunk))
+    result = _detect(graphdef, state, np.stack([e["image"] for e in padded]),
+                     np.stack([e["image_size"] for e in padded]), np.float32(score_threshold),
+                     np.float32(nms_threshold))
+    outputs.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], result))
+  det = {k: np.concatenate([o[k] for o in outputs])[:, :max_detections] for k in outputs[0]}
+
+  boxes, masks = [], []
+  for b, example in enumerate(examples):
+    box, mask = to_original(det["boxes"][b], det["masks"][b], example["scale"], example["original_size"])
+    boxes.append(box)
+    masks.append(mask & det["valid"][b][:, None, None])
+  same_size = len({m.shape for m in masks}) == 1
+  return Detections(
+      boxes=np.stack(boxes) * det["valid"][..., None], scores=np.where(det["valid"], det["scores"], 0.0),
+      classes=np.where(det["valid"], det["classes"], 0).astype(np.int32),
+      masks=np.stack(masks) if same_size else masks, num_detections=det["valid"].sum(1).astype(np.int32),
+      class_names=tuple(config.class_names))
+
+
+def coco_results(detections: Detections, image_ids: Sequence[int], category_ids: Sequence[int] | None = None):
+  """COCO results list (bbox xywh, score, category_id, RLE segmentation) for ``detections``."""
+  from pycocotools import mask as mask_util  # pylint: disable=import-outside-toplevel
+  results = []
+  for b, image_id in enumerate(image_ids):
+    one = detections.image(b)
+    for box, score, cls, mask in zip(one["boxes"], one["scores"], one["classes"], one["masks"]):
+      rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+      rle["counts"] = rle["counts"].decode("ascii")
+      results.append({"image_id": int(image_id),
+                      "category_id": int(category_ids[cls - 1] if category_ids else cls),
+                      "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
+                      "score": float(score), "segmentation": rle})
+  return results
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
+  parser.add_argument("--images", nargs="+", required=True, help="image files (any size, RGB/gray/RGBA)")
+  parser.add_argument("--out", required=True, help="folder for the drawn PNGs and detections.json")
+  parser.add_argument("--score_threshold", type=float, default=0.5)
+  parser.add_argument("--nms_threshold", type=float, default=None)
+  parser.add_argument("--max_detections", type=int, default=None)
+  args = parser.parse_args(argv)
+
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  import mrcnn_jax  # pylint: disable=import-outside-toplevel
+  from mrcnn_jax.visualize import draw_detections  # pylint: disable=import-outside-toplevel
+
+  for path in args.images:
+    if not os.path.isfile(path):
+      parser.error(f"--images: no such file: {path}")
+  model = mrcnn_jax.load(args.workdir)
+  images = []
+  for path in args.images:
+    try:
+      images.append(np.asarray(Image.open(path).convert("RGB")))
+    except OSError as e:
+      parser.error(f"--images: cannot read {path}: {e}")
+  detections = predict(model, images, score_threshold=args.score_threshold,
+                       nms_threshold=args.nms_threshold, max_detections=args.max_detections)
+  os.makedirs(args.out, exist_ok=True)
+  results = coco_results(detections, range(len(images)))
+  for b, path in enumerate(args.images):
+    name = os.path.splitext(os.path.basename(path))[0]
+    draw_detections(images[b], detections.image(b)).save(os.path.join(args.out, f"{name}.png"))
+    for r in results:
+      if r["image_id"] == b:
+        r["file_name"] = os.path.basename(path)
+  with open(os.path.join(args.out, "detections.json"), "w") as f:
+    json.dump(results, f)
+  for b, path in enumerate(args.images):
+    print(f"{path}: {int(detections.num_detections[b])} detections")
+  print(f"wrote {len(images)} PNGs and detections.json to {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

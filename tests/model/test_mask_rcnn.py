@@ -1,0 +1,150 @@
+"""Mask R-CNN model: stage shapes, losses, a jitted train step, overfitting, empty images, switches."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from mrcnn_jax import build_model
+
+
+def _train_step(model, optimizer, batch, key):
+  def loss_fn(model):
+    losses = model.losses(batch, key)
+    return sum(losses.values()), losses
+  (_, losses), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  return losses, grads
+
+
+train_step = nnx.jit(_train_step)
+
+
+def test_backbone_and_fpn_shapes(make_config):
+  config = make_config()
+  model = build_model(config)
+  image = jnp.zeros((2, 64, 64, 3), jnp.uint8)
+  rpn_features, pool_features = nnx.jit(lambda m, x: m._features(x))(model, image)
+  assert [f.shape for f in rpn_features] == [(2, 64 // s, 64 // s, 16) for s in (4, 8, 16, 32, 64)]
+  assert len(pool_features) == 4
+  logits, deltas = model.rpn_head(rpn_features)
+  for level, (lg, dl) in enumerate(zip(logits, deltas)):
+    cells = (64 // 2 ** (level + 2)) ** 2
+    assert lg.shape == (2, cells * 3) and dl.shape == (2, cells * 3, 4)
+    assert lg.dtype == jnp.float32
+
+
+def test_losses_and_detect_shapes(make_config, make_batch):
+  config = make_config()
+  model = build_model(config)
+  batch = make_batch(config)
+  losses = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(0))
+  assert set(losses) == {"rpn_cls", "rpn_box", "cls", "box", "mask"}
+  for name, value in losses.items():
+    assert value.shape == () and value.dtype == jnp.float32 and np.isfinite(value), name
+  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
+  d = config.model.roi.detections_per_image
+  assert det["boxes"].shape == (2, d, 4) and det["scores"].shape == (2, d)
+  assert det["classes"].dtype == jnp.int32 and det["masks"].shape == (2, d, 28, 28)
+  assert det["valid"].dtype == jnp.bool_
+  valid = np.asarray(det["valid"])
+  classes = np.asarray(det["classes"])
+  assert np.all((classes[valid] >= 1) & (classes[valid] <= config.num_classes))
+  masks = np.asarray(det["masks"])
+  assert np.all((masks >= 0) & (masks <= 1))
+  boxes = np.asarray(det["boxes"])[valid]
+  assert np.all(boxes[:, 2] >= boxes[:, 0]) and np.all(boxes <= 64)
+
+
+def test_train_step_gradients_finite_and_loss_falls_on_repeated_batch(make_config, make_batch):
+  config = make_config()
+  model = build_model(config)
+  batch = make_batch(config, num_instances=2)
+  optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
+  history = []
+  for step in range(25):
+    losses, grads = train_step(model, optimizer, batch, jax.random.key(step))
+    history.append({k: float(v) for k, v in losses.items()})
+    if step == 0:
+      assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  first, last = history[0], np.mean([sum(h.values()) for h in history[-3:]])
+  assert last < 0.6 * sum(first.values()), (first, history[-1])
+  assert np.mean([h["mask"] for h in history[-3:]]) < first["mask"]
+
+
+def test_zero_instance_images_give_finite_losses_and_no_detections(make_config, make_batch):
+  config = make_config()
+  model = build_model(config)
+  batch = make_batch(config, num_instances=0)
+  optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+  for step in range(10):
+    losses, grads = train_step(model, optimizer, batch, jax.random.key(step))
+    assert all(np.isfinite(float(v)) for v in losses.values()), losses
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert float(losses["box"]) == 0.0 and float(losses["mask"]) == 0.0 and float(losses["rpn_box"]) == 0.0
+  # Trained only on background, the classifier rejects everything at the default threshold.
+  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
+  assert int(np.asarray(det["valid"]).sum()) == 0
+
+
+def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch):
+  config = make_config()
+  model = build_model(config)
+  batch = make_batch(config, num_instances=2)
+  fn = nnx.jit(lambda m, b, k: m.losses(b, k))
+  base = fn(model, batch, jax.random.key(0))
+  noisy = dict(batch)
+  noisy["gt_boxes"] = batch["gt_boxes"].copy()
+  noisy["gt_boxes"][:, 3] = [5, 5, 40, 40]  # a padded slot with garbage coordinates
+  noisy["gt_classes"] = batch["gt_classes"].copy()
+  noisy["gt_classes"][:, 3] = 3
+  out = fn(model, noisy, jax.random.key(0))
+  for k in base:
+    np.testing.assert_allclose(out[k], base[k], rtol=1e-5, err_msg=k)
+  crowd = dict(noisy, gt_valid=batch["gt_valid"].copy(), gt_crowd=batch["gt_crowd"].copy())
+  crowd["gt_valid"][:, 3] = True
+  crowd["gt_crowd"][:, 3] = True
+  out = fn(model, crowd, jax.random.key(0))
+  assert all(np.isfinite(float(v)) for v in out.values())
+
+
+@pytest.mark.parametrize("overrides", [
+    {"pooler": "roi_pool"},
+    {"pooler": "roi_warp"},
+    {"mask_loss": "softmax"},
+    {"mask_mode": "agnostic"},
+    {"mask_head": "mlp"},
+    {"head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32)},
+    {"dtype": "bfloat16"},
+    {"norm": "frozen_bn", "backbone": "resnet50"},
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_ablation_switches_build_and_step(make_config, make_batch, overrides):
+  config = make_config(**overrides)
+  model = build_model(config)
+  batch = make_batch(config)
+  optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
+  losses, grads = train_step(model, optimizer, batch, jax.random.key(0))
+  assert all(np.isfinite(float(v)) for v in losses.values()), losses
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
+  m = 14 if config.model.head == "c4" else 28
+  assert det["masks"].shape == (2, config.model.roi.detections_per_image, m, m)
+  if overrides.get("dtype") == "bfloat16":
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("head", "c5", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
+    ("mask_head", "transformer", "mask_head"), ("backbone", "resnet7", "backbone"), ("dtype", "float16", "dtype"),
+])
+def test_bad_config_values_raise_clear_errors(make_config, field, value, match):
+  with pytest.raises(ValueError, match=match):
+    build_model(make_config(**{field: value}))
+
+
+def test_wrong_image_shape_raises(make_config):
+  model = build_model(make_config())
+  with pytest.raises(ValueError, match="image"):
+    model.detect(jnp.zeros((1, 32, 32, 3), jnp.uint8), jnp.full((1, 2), 32))
