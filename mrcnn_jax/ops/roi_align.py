@@ -239,12 +239,21 @@ def roi_warp(features, boxes, output_size, spatial_scale, sampling_ratio=2, alig
 
 
 def _bin_masks(first, last, bins, length):
-  """RoIPool bins along one axis: [R, bins, length] bool membership, from first/last cells [R]."""
-  extent = jnp.maximum(last - first + 1.0, 1.0)[:, None]
-  b = jnp.arange(bins, dtype=jnp.float32)
-  lo = jnp.clip(jnp.floor(b * extent / bins) + first[:, None], 0, length)
-  hi = jnp.clip(jnp.ceil((b + 1.0) * extent / bins) + first[:, None], 0, length)
-  cells = jnp.arange(length, dtype=jnp.float32)
+  """RoIPool bins along one axis: [R, bins, length] bool membership, from first/last cells [R].
+
+  Bin b spans [floor(b * n / bins), ceil((b + 1) * n / bins)) + first for an n-cell RoI, computed
+  exactly in integers. In float32 the bounds can overshoot by a cell: XLA may turn / bins into
+  * (1 / bins) (ceil(21 * float32(1 / 7)) = 4), and torchvision's kernel, which multiplies the
+  float32 bin size, gets ceil(7 * float32(57 / 7)) = 58; it differs from us in such rare bins.
+  """
+  limit = 1 << 20  # keeps absurd (or NaN) boxes finite before the integer cast
+  first = jnp.clip(jnp.nan_to_num(first), -limit, limit).astype(jnp.int32)[:, None]
+  last = jnp.clip(jnp.nan_to_num(last), -limit, limit).astype(jnp.int32)[:, None]
+  extent = jnp.maximum(last - first + 1, 1)
+  b = jnp.arange(bins, dtype=jnp.int32)
+  lo = jnp.clip(b * extent // bins + first, 0, length)
+  hi = jnp.clip(-(-(b + 1) * extent // bins) + first, 0, length)
+  cells = jnp.arange(length, dtype=jnp.int32)
   return (cells >= lo[..., None]) & (cells < hi[..., None])
 
 

@@ -143,6 +143,12 @@ def test_roi_pool_matches_reference_loop():
   boxes = _random_boxes(rng, 12, 14.0)
   got = roi_pool(jnp.asarray(feat), jnp.asarray(boxes), (3, 2), 0.5)
   np.testing.assert_allclose(got, reference_roi_pool(feat, boxes, (3, 2), 0.5), atol=1e-6)
+  # 7 bins over 7 cells: each bin exactly one cell (float32 (b + 1) * 7 / 7 may ceil to b + 2).
+  feat = rng.standard_normal((10, 10, 1)).astype(np.float32)
+  boxes = np.array([[2.0, 3.0, 8.0, 9.0], [0.0, 0.0, 9.0, 2.0]], np.float32)
+  got = roi_pool(jnp.asarray(feat), jnp.asarray(boxes), 7, 1.0)
+  np.testing.assert_array_equal(got[0, ..., 0], feat[3:10, 2:9, 0])
+  np.testing.assert_allclose(got, reference_roi_pool(feat, boxes, (7, 7), 1.0), atol=1e-6)
 
 
 def test_roi_warp_hand_case():
