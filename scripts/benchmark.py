@@ -1,6 +1,6 @@
 """Micro-benchmarks printed as markdown tables: jit-compiled, median wall time over repeats.
 
-    python scripts/benchmark.py ops                       # ops (NMS; torchvision beside when importable)
+    python scripts/benchmark.py ops [--small]             # ops (NMS, RoIAlign; torchvision beside when importable)
     python scripts/benchmark.py model --config shapes_tiny --batch 2
 
 Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL).
@@ -78,6 +78,70 @@ def bench_nms(args):
   return rows
 
 
+def _roi_align_inputs(args):
+  """An FPN pyramid P2..P5 of a square canvas and RoIs whose sizes spread over all four levels."""
+  canvas, rois, channels = (256, 200, 64) if args.small else (1024, 1000, 256)
+  rng = np.random.default_rng(0)
+  feats = [rng.standard_normal((canvas >> l, canvas >> l, channels)).astype(np.float32)
+           for l in (2, 3, 4, 5)]
+  centre = rng.uniform(0, canvas, (rois, 2))
+  side = np.exp(rng.uniform(np.log(16), np.log(0.75 * canvas), (rois, 2)))
+  boxes = np.clip(np.concatenate([centre - side / 2, centre + side / 2], 1), 0, canvas)
+  return feats, boxes.astype(np.float32)
+
+
+def _torchvision_roi_align():
+  """Detectron2's ROIPooler done with torchvision.ops.roi_align (per level, aligned=True), as a
+  callable (feats NCHW tensors, boxes, level index tensor, size, backward) -> None; None if absent."""
+  try:
+    import torch
+    import torchvision
+  except ImportError:
+    return None
+
+  def run(feats, boxes, levels, size, backward):
+    with torch.set_grad_enabled(backward):
+      out = feats[0].new_zeros((boxes.shape[0], feats[0].shape[1], size, size))
+      for i, feat in enumerate(feats):
+        at = torch.nonzero(levels == i).squeeze(1)
+        rois = torch.cat([torch.zeros((at.shape[0], 1)), boxes[at]], dim=1)
+        out[at] = torchvision.ops.roi_align(feat, rois, size, 2.0 ** -(i + 2), 2, aligned=True)
+    if backward:
+      out.backward(torch.ones_like(out))
+      for feat in feats:
+        feat.grad = None
+  return run
+
+
+def bench_roi_align(args):
+  """ops.multilevel_pool (RoIAlign, sampling_ratio 2) over P2..P5: forward, and forward+backward
+  w.r.t. the features; torchvision's roi_align per level beside it when importable."""
+  from mrcnn_jax.ops import fpn_levels, multilevel_pool
+
+  feats, boxes = _roi_align_inputs(args)
+  feats_d, boxes_d = [jnp.asarray(f) for f in feats], jnp.asarray(boxes)
+  reference = _torchvision_roi_align()
+  if reference:
+    import torch
+    feats_t = [torch.from_numpy(f.transpose(2, 0, 1)[None].copy()).requires_grad_() for f in feats]
+    boxes_t = torch.from_numpy(boxes)
+    levels_t = torch.from_numpy(np.asarray(fpn_levels(boxes_d)) - 2)
+  case = f"R={len(boxes)}, P2..P5 of {4 * feats[0].shape[0]}^2, C={feats[0].shape[-1]}"
+  rows = []
+  for size in (7, 14):
+    forward = jax.jit(lambda f, b, s=size: multilevel_pool(f, b, s))
+    backward = jax.jit(jax.grad(lambda f, b, s=size: jnp.sum(multilevel_pool(f, b, s))))
+    for label, fn, with_grad in (("fwd", forward, False), ("fwd+bwd", backward, True)):
+      ms = median_ms(fn, feats_d, boxes_d, repeats=args.repeats)
+      ref_ms = None
+      if reference:
+        ref_ms = median_ms(lambda *a, g=with_grad, s=size: reference(*a, s, g), feats_t, boxes_t,
+                           levels_t, repeats=args.repeats)
+      rows.append(Row("roi_align (FPN)", f"{case}, {size}x{size}, {label}", ms,
+                      "torchvision roi_align per level" if reference else "", ref_ms))
+  return rows
+
+
 def bench_model(args):
   """Forward+backward of model.losses and a model.detect call on a synthetic batch."""
   from flax import nnx
@@ -124,7 +188,7 @@ def synthetic_batch(config, batch_size):
   }
 
 
-OPS = [bench_nms]
+OPS = [bench_nms, bench_roi_align]
 MODEL = [bench_model]
 
 
@@ -141,6 +205,8 @@ def main(argv=None):
   sub = parser.add_subparsers(dest="suite", required=True)
   ops_parser = sub.add_parser("ops", help="pure ops (mrcnn_jax.ops)")
   ops_parser.add_argument("--repeats", type=int, default=10)
+  ops_parser.add_argument("--small", action="store_true",
+                          help="shrink the RoIAlign case (256^2 canvas, 200 RoIs, C=64) for slow CPUs")
   model_parser = sub.add_parser("model", help="the whole model on a synthetic batch")
   model_parser.add_argument("--config", default="shapes_tiny", help="module name in mrcnn_jax/configs")
   model_parser.add_argument("--batch", type=int, default=2)
