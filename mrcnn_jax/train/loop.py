@@ -39,11 +39,12 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def check_finite(step: int, metrics: dict):
-  """Raises NonFiniteLossError naming ``step`` and the offending terms unless ``metrics['finite']``."""
+  """Raises NonFiniteLossError naming ``step`` and the non-finite loss terms (else the gradient)."""
   if bool(metrics["finite"]):
     return
-  bad = {name: float(value) for name, value in metrics.items()
-         if name not in ("finite", "lr") and not math.isfinite(float(value))}
+  values = {name: float(value) for name, value in metrics.items() if name not in NOT_LOSSES}
+  bad = {name: value for name, value in values.items() if not math.isfinite(value)}
+  bad = bad or {"grad_norm": float(metrics["grad_norm"])}
   raise NonFiniteLossError(f"non-finite training loss at step {step}: "
                            + ", ".join(f"{name}={value}" for name, value in bad.items())
                            + "; stopping without applying or saving this step (the last good "
@@ -55,6 +56,14 @@ def save_config(config: ConfigDict, workdir: str):
   path = epath.Path(workdir) / "config.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(config.to_json_best_effort(indent=2))
+
+
+def init_model(config: ConfigDict, mesh) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+  """``(graphdef, params, rest)`` of a new model, initialised in one compiled program, replicated."""
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: build_model(config, seed=config.train.seed)))
+  init = jax.jit(lambda: nnx.split(build_model(config, seed=config.train.seed), nnx.Param, ...)[1:],
+                 out_shardings=mesh_lib.replicated(mesh))
+  return (graphdef, *init())
 
 
 def _check_batch_size(config: ConfigDict, mesh) -> int:
@@ -82,11 +91,12 @@ def _mean(window: list[dict]) -> dict:
   return {name: float(np.mean([m[name] for m in host])) for name in host[0] if name != "finite"}
 
 
-def train(config: ConfigDict, workdir: str) -> dict:
-  """Trains (or resumes) ``config`` in ``workdir``; returns the last logged metrics and evaluation.
+def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, dict]:
+  """Trains (or resumes) ``config`` in ``workdir``; returns the final train state and the last
+  logged metrics (plus evaluation results).
 
-  Raises NonFiniteLossError on a NaN/Inf loss. On SIGTERM it saves a checkpoint and returns early
-  with ``{"preempted": step}``.
+  Raises NonFiniteLossError on a NaN/Inf loss. On SIGTERM it saves a checkpoint and returns early,
+  with ``metrics["preempted"] = step``.
   """
   tc = config.train
   mesh = mesh_lib.make_mesh()
@@ -95,7 +105,7 @@ def train(config: ConfigDict, workdir: str) -> dict:
   if main:
     save_config(config, workdir)
 
-  graphdef, params, rest = nnx.split(build_model(config, seed=tc.seed), nnx.Param, ...)
+  graphdef, params, rest = init_model(config, mesh)
   freeze_at = config.model.get("freeze_at", 0)
   tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
   state = train_step_lib.init_state(params, tx, tc.seed, mesh)
@@ -137,12 +147,12 @@ def train(config: ConfigDict, workdir: str) -> dict:
         checkpointer.save(step, state, data_iter)
       if stop:
         logging.warning("preempted: saved step %d, exiting", step)
-        return {"preempted": step}
+        return state, {**summary, "preempted": step}
       if tc.eval_every > 0 and step % tc.eval_every == 0 and step != tc.steps:
         summary.update(_evaluate(graphdef, state, rest, config, workdir, step, writer))
     if tc.eval_every >= 0:
       summary.update(_evaluate(graphdef, state, rest, config, workdir, int(state["step"]), writer))
-    return summary
+    return state, summary
   finally:
     bar.close()
     checkpointer.wait()

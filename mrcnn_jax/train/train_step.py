@@ -70,7 +70,7 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     key = jax.random.fold_in(state["rng"], state["step"])
     (total, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], rest, batch,
                                                                        key)
-    grad_norm = optax.global_norm(trainable_only(grads))
+    grad_norm = optax.tree.norm(trainable_only(grads))
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
            "opt_state": opt_state, "rng": state["rng"]}

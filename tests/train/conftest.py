@@ -1,0 +1,41 @@
+"""Fixtures of the training tests: a tiny prepared dataset, a tiny config, a subprocess environment.
+
+Training runs in subprocesses (device count and jax.distributed are fixed per process) that share
+one persistent compilation cache, so each distinct train-step program compiles once per session.
+"""
+
+import os
+
+import pytest
+
+from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax.data import prepare
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory):
+  """(data_dir, data.name) of mrcnn_shapes with 16 train / 4 val images of 64 px."""
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  name, _, _ = prepare.prepare_shapes(data_dir, seed=3, num_train=16, num_val=4, image_size=64)
+  return data_dir, name
+
+
+@pytest.fixture(scope="session")
+def tiny_config(shapes_data):
+  """shapes_tiny on a 64 px canvas, global batch 4, 3 steps at full learning rate, no evaluation."""
+  config = shapes_tiny.get_config()
+  config.data.data_dir, config.data.name = shapes_data
+  config.data.canvas = config.data.min_size = config.data.max_size = 64
+  config.data.batch_size = 4
+  t = config.train
+  t.steps, t.warmup_steps, t.log_every, t.checkpoint_every, t.keep, t.eval_every = 3, 0, 1, 2, 10, -1
+  return config
+
+
+@pytest.fixture(scope="session")
+def jax_env(tmp_path_factory):
+  """Environment for JAX subprocesses: CPU, cheap compiles, a shared persistent compilation cache."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_DISABLE_MOST_OPTIMIZATIONS="true",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("XLA_FLAGS", None)
+  return env

@@ -1,0 +1,99 @@
+"""Loop behaviour that does not depend on the model, on a small stand-in with the model's API:
+the NaN guard, SIGTERM handling, and what the loop writes into the workdir."""
+
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mrcnn_jax.train import checkpoint, loop
+
+
+class StandIn(nnx.Module):
+  """``losses(batch, key)`` like MaskRCNN's: a conv over the image regressing the mean GT box."""
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(3, 4, (3, 3), strides=(4, 4), rngs=rngs)
+    self.norm = nnx.GroupNorm(4, num_groups=2, rngs=rngs)
+    self.head = nnx.Linear(4, 4, rngs=rngs)
+
+  def losses(self, batch, key):
+    x = self.norm(self.conv(batch["image"].astype(jnp.float32) / 255)).mean((1, 2))
+    pred = self.head(x) + 0.01 * jax.random.normal(key, (x.shape[0], 4))
+    target = batch["gt_boxes"].mean(1) / 64
+    return {"box": jnp.mean((pred - target) ** 2), "cls": jnp.mean(pred ** 2)}
+
+
+class Hooked:
+  """A grain iterator wrapper that calls ``hook(n, batch)`` on the n-th batch (1-based)."""
+
+  def __init__(self, inner, hook):
+    self.inner, self.hook, self.count = inner, hook, 0
+
+  def __next__(self):
+    self.count += 1
+    return self.hook(self.count, next(self.inner))
+
+  def get_state(self):
+    return self.inner.get_state()
+
+  def set_state(self, state):
+    self.inner.set_state(state)
+
+
+@pytest.fixture
+def stand_in(monkeypatch, tiny_config):
+  """Returns ``install(hook)``: the loop then trains StandIn on tiny_config with hooked batches."""
+  jax.config.update("jax_disable_most_optimizations", True)
+  monkeypatch.setattr(loop, "build_model", lambda config, seed: StandIn(nnx.Rngs(seed)))
+  train_iterator = loop.data_lib.train_iterator
+
+  def install(hook):
+    monkeypatch.setattr(loop.data_lib, "train_iterator",
+                        lambda *args, **kwargs: Hooked(train_iterator(*args, **kwargs), hook))
+  return install
+
+
+def saved_steps(workdir):
+  return sorted(int(n) for n in os.listdir(checkpoint.checkpoint_dir(str(workdir))) if n.isdigit())
+
+
+def test_nan_loss_names_step_and_term_and_keeps_last_good_checkpoint(stand_in, tiny_config, tmp_path):
+  def poison(n, batch):
+    return {**batch, "gt_boxes": np.full_like(batch["gt_boxes"], np.nan)} if n == 3 else batch
+  stand_in(poison)
+  config = tiny_config.copy_and_resolve_references()
+  config.train.steps, config.train.log_every = 6, 100      # found one step late, while step 4 runs
+  with pytest.raises(loop.NonFiniteLossError, match=r"at step 3: box=nan; stopping") as error:
+    loop.train(config, str(tmp_path))
+  assert "cls" not in str(error.value)
+  assert saved_steps(tmp_path) == [2]
+
+
+def test_sigterm_saves_and_returns(stand_in, tiny_config, tmp_path):
+  def preempt(n, batch):
+    if n == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+  stand_in(preempt)
+  state, metrics = loop.train(tiny_config, str(tmp_path))
+  assert metrics["preempted"] == 3 and int(state["step"]) == 3
+  assert saved_steps(tmp_path) == [2, 3]
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_workdir_has_config_and_metrics(stand_in, tiny_config, tmp_path):
+  stand_in(lambda n, batch: batch)
+  state, metrics = loop.train(tiny_config, str(tmp_path))
+  assert json.loads((tmp_path / "config.json").read_text())["data"]["canvas"] == 64
+  lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in lines] == [1, 2, 3]
+  assert {"box", "cls", "loss", "grad_norm", "lr", "img_per_sec"} <= set(lines[-1])
+  assert lines[-1]["loss"] == pytest.approx(lines[-1]["box"] + lines[-1]["cls"], rel=1e-6)
+  assert metrics["loss"] == lines[-1]["loss"] and int(state["step"]) == 3
+  assert os.listdir(tmp_path / "tensorboard")

@@ -1,0 +1,66 @@
+"""Subprocess side of the training tests (JAX device count and jax.distributed are per process).
+
+  python tests/train/worker.py steps     CONFIG_JSON OUT_PREFIX       # on 1 and on all devices
+  python tests/train/worker.py multihost CONFIG_JSON WORKDIR OUT.npz  # loop.train in a multi-process job
+
+``steps`` trains on a 1-device mesh, then on a mesh of all local devices (OUT_PREFIX-1dev.npz,
+OUT_PREFIX-<n>dev.npz), feeding the global batch that a 2-process job assembles (shard 0 of 2, then
+shard 1 of 2) so that every layout sees identical data. The .npz files hold this process's final
+parameters (and, for ``steps``, ``losses`` per step).
+"""
+
+import json
+import sys
+
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+from mrcnn_jax import data as data_lib
+from mrcnn_jax.train import loop
+from mrcnn_jax.train import mesh as mesh_lib
+from mrcnn_jax.train import optimizer as optimizer_lib
+from mrcnn_jax.train import train_step as train_step_lib
+from mrcnn_jax.train.__main__ import initialize_distributed
+
+
+def save_params(state, path, **extra):
+  params = mesh_lib.local_copy(state["params"])
+  np.savez(path, **extra, **{jax.tree_util.keystr(k): np.asarray(v)
+                             for k, v in jax.tree_util.tree_leaves_with_path(params)})
+
+
+def run_steps(config, devices, out):
+  mesh = mesh_lib.make_mesh(devices)
+  graphdef, params, rest = loop.init_model(config, mesh)
+  tx, schedule = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
+  state = train_step_lib.init_state(params, tx, config.train.seed, mesh)
+  step = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh)
+  shards = [data_lib.train_iterator(config, shard_index=i, shard_count=2) for i in range(2)]
+  losses = []
+  for _ in range(config.train.steps):
+    parts = [next(it) for it in shards]
+    batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
+    losses.append(float(metrics["loss"]))
+  save_params(state, out, losses=np.asarray(losses))
+
+
+def main(mode, config_json, *args):
+  with open(config_json) as f:
+    config = ConfigDict(json.load(f))
+  if mode == "steps":
+    (prefix,) = args
+    for n in sorted({1, jax.device_count()}):
+      run_steps(config, jax.devices()[:n], f"{prefix}-{n}dev.npz")
+  elif mode == "multihost":
+    workdir, out = args
+    initialize_distributed("auto")
+    state, _ = loop.train(config, workdir)
+    save_params(state, out)
+  else:
+    raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])
