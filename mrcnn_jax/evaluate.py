@@ -18,17 +18,15 @@ import io
 import json
 import os
 
-import jax
 import numpy as np
 import pycocotools.mask as mask_utils
 from absl import logging
-from flax import nnx
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mrcnn_jax import data as data_lib
 from mrcnn_jax.data import sources
-from mrcnn_jax.ops.masks import paste_masks
+from mrcnn_jax.predict import detect_canvas, to_original
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the first six of COCOeval.stats
 
@@ -102,12 +100,6 @@ def coco_metrics(gt: dict, results: list, iou_types=("bbox", "segm")) -> dict:
   return metrics
 
 
-def to_original(boxes, scale: float, height: int, width: int) -> np.ndarray:
-  """Canvas boxes [D, 4] -> original image pixels (divide by the resize scale, clip to the image)."""
-  boxes = np.asarray(boxes, np.float32) / np.float32(scale)
-  return np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
-
-
 def gt_records(config, split: str):
   """The split's records (images left encoded) for `gt_to_coco`."""
   builder = sources.open_builder(config.data)
@@ -116,40 +108,19 @@ def gt_records(config, split: str):
   return [sources.to_record(source[i], with_masks) for i in range(len(source))]
 
 
-def _jit_detect(model):
-  """jit of model.detect(image, image_size); NNX modules are split so weights are arguments."""
-  if isinstance(model, nnx.Module):
-    graphdef, state = nnx.split(model)
-    run = jax.jit(lambda st, image, size: nnx.merge(graphdef, st).detect(image, size))
-    return lambda image, size: run(state, image, size)
-  return jax.jit(model.detect)
-
-
-def _bucket(n: int, step: int = 64) -> int:
-  """Pasting size rounded up so that few (height, width) pairs get compiled."""
-  return -(-int(n) // step) * step
-
-
 def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
   """COCO box (and mask) AP of `model` on `split` (default config.data.eval_split); see module doc."""
   split = split or config.data.eval_split
   names, category_ids = data_lib.class_info(config)
   with_masks = sources.has_masks(sources.open_builder(config.data))
-  detect = _jit_detect(model)
-  paste = jax.jit(paste_masks, static_argnames=("height", "width"))
   results = []
   for batch in data_lib.eval_iterator(config, split):
-    dets = jax.device_get(detect(batch["image"], batch["image_size"]))
+    dets = detect_canvas(model, batch["image"], batch["image_size"])
     for b, image_id in enumerate(batch["image_id"]):
       if image_id < 0:
         continue
-      height, width = (int(v) for v in batch["original_size"][b])
-      boxes = to_original(dets["boxes"][b], batch["scale"][b], height, width)
-      masks = None
-      if with_masks:
-        pasted = paste(np.asarray(dets["masks"][b], np.float32), boxes,
-                       height=_bucket(height), width=_bucket(width))
-        masks = np.asarray(pasted)[:, :height, :width]
+      boxes, masks = to_original(dets["boxes"][b], dets["masks"][b] if with_masks else None,
+                                 batch["scale"][b], batch["original_size"][b])
       results += detections_to_coco(image_id, boxes, dets["scores"][b], dets["classes"][b],
                                     dets["valid"][b], category_ids, masks)
   gt = gt_to_coco(gt_records(config, split), names, category_ids)

@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -88,20 +87,43 @@ def compiled_count() -> int:
   return _detect._cache_size()
 
 
-def _bucket(n: int, batch_size: int) -> int:
-  return min(batch_size, 1 << (n - 1).bit_length())
+def detect_canvas(model, image, image_size, score_threshold=None, nms_threshold=None) -> dict:
+  """``model.detect`` on canvas batches, jitted once per (model structure, shapes); numpy out."""
+  if isinstance(model, nnx.Module):
+    roi = model.config.model.roi
+    graphdef, state = nnx.split(model)
+    out = _detect(graphdef, state, image, image_size,
+                  np.float32(roi.score_threshold if score_threshold is None else score_threshold),
+                  np.float32(roi.nms_threshold if nms_threshold is None else nms_threshold))
+  else:  # any object with the same ``detect`` (e.g. a test double)
+    out = model.detect(image, image_size)
+  return jax.device_get(out)
+
+
+_paste = jax.jit(ops.paste_masks, static_argnames=("height", "width"))
+
+
+def _round_up(n: int, step: int = 64) -> int:
+  return -(-int(n) // step) * step
 
 
 def to_original(boxes, masks, scale, original_size):
   """Canvas detections of one image -> original pixels.
 
-  boxes [D,4] canvas pixels, masks [D,M,M] probabilities, scale (canvas / original), original_size
-  (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel centres, > 0.5).
+  boxes [D,4] canvas pixels, masks [D,M,M] probabilities or None, scale (canvas / original),
+  original_size (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel
+  centres, > 0.5; pasted on a canvas rounded up to 64 px so few sizes get compiled, then cropped).
   """
   height, width = (int(v) for v in original_size)
-  boxes = np.clip(np.asarray(boxes) / float(scale), 0, [width, height, width, height]).astype(np.float32)
-  pasted = ops.paste_masks(jnp.asarray(masks), jnp.asarray(boxes), height, width)
-  return boxes, np.asarray(pasted)
+  boxes = np.clip(np.asarray(boxes, np.float32) / np.float32(scale), 0, [width, height, width, height])
+  if masks is None:
+    return boxes, None
+  pasted = _paste(np.asarray(masks, np.float32), boxes, height=_round_up(height), width=_round_up(width))
+  return boxes, np.asarray(pasted)[:, :height, :width]
+
+
+def _bucket(n: int, batch_size: int) -> int:
+  return min(batch_size, 1 << (n - 1).bit_length())
 
 
 def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: float | None = None,
@@ -129,15 +151,13 @@ def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: floa
   examples = [preprocess({"image": im, "image_id": i, "boxes": np.zeros((0, 4)), "classes": [], "crowd": [],
                           "masks": None}, canvas=d.canvas, min_size=d.min_size, max_size=d.max_size,
                          max_instances=1, mask_size=1) for i, im in enumerate(images)]
-  graphdef, state = nnx.split(model)
   outputs = []
   for start in range(0, len(examples), batch_size):
     chunk = examples[start:start + batch_size]
     padded = chunk + [chunk[-1]] * (_bucket(len(chunk), batch_size) - len(chunk))
-    result = _detect(graphdef, state, np.stack([e["image"] for e in padded]),
-                     np.stack([e["image_size"] for e in padded]), np.float32(score_threshold),
-                     np.float32(nms_threshold))
-    outputs.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], result))
+    result = detect_canvas(model, np.stack([e["image"] for e in padded]),
+                           np.stack([e["image_size"] for e in padded]), score_threshold, nms_threshold)
+    outputs.append({k: v[:len(chunk)] for k, v in result.items()})
   det = {k: np.concatenate([o[k] for o in outputs])[:, :max_detections] for k in outputs[0]}
 
   boxes, masks = [], []
@@ -153,22 +173,6 @@ def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: floa
       class_names=tuple(config.class_names))
 
 
-def coco_results(detections: Detections, image_ids: Sequence[int], category_ids: Sequence[int] | None = None):
-  """COCO results list (bbox xywh, score, category_id, RLE segmentation) for ``detections``."""
-  from pycocotools import mask as mask_util  # pylint: disable=import-outside-toplevel
-  results = []
-  for b, image_id in enumerate(image_ids):
-    one = detections.image(b)
-    for box, score, cls, mask in zip(one["boxes"], one["scores"], one["classes"], one["masks"]):
-      rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-      rle["counts"] = rle["counts"].decode("ascii")
-      results.append({"image_id": int(image_id),
-                      "category_id": int(category_ids[cls - 1] if category_ids else cls),
-                      "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])],
-                      "score": float(score), "segmentation": rle})
-  return results
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
@@ -181,6 +185,7 @@ def main(argv=None) -> int:
 
   from PIL import Image  # pylint: disable=import-outside-toplevel
   import mrcnn_jax  # pylint: disable=import-outside-toplevel
+  from mrcnn_jax.evaluate import detections_to_coco  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.visualize import draw_detections  # pylint: disable=import-outside-toplevel
 
   for path in args.images:
@@ -196,13 +201,15 @@ def main(argv=None) -> int:
   detections = predict(model, images, score_threshold=args.score_threshold,
                        nms_threshold=args.nms_threshold, max_detections=args.max_detections)
   os.makedirs(args.out, exist_ok=True)
-  results = coco_results(detections, range(len(images)))
+  results = []
   for b, path in enumerate(args.images):
     name = os.path.splitext(os.path.basename(path))[0]
-    draw_detections(images[b], detections.image(b)).save(os.path.join(args.out, f"{name}.png"))
-    for r in results:
-      if r["image_id"] == b:
-        r["file_name"] = os.path.basename(path)
+    one = detections.image(b)
+    draw_detections(images[b], one).save(os.path.join(args.out, f"{name}.png"))
+    n = len(one["scores"])
+    for r in detections_to_coco(b, one["boxes"], one["scores"], one["classes"], np.ones(n, bool),
+                                range(1, len(model.config.class_names) + 1), one["masks"]):
+      results.append(dict(r, file_name=os.path.basename(path)))
   with open(os.path.join(args.out, "detections.json"), "w") as f:
     json.dump(results, f)
   for b, path in enumerate(args.images):

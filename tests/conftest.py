@@ -7,6 +7,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -59,6 +60,24 @@ def synthetic_batch(config, batch_size=2, num_instances=2, seed=0):
       "gt_valid": valid,
       "gt_crowd": np.zeros((batch_size, g), bool),
   }
+
+
+def _train_step(model, optimizer, batch, key):
+  def loss_fn(model):
+    losses = model.losses(batch, key)
+    return sum(losses.values()), losses
+  (_, losses), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  return losses, grads
+
+
+_jitted_train_step = nnx.jit(_train_step)
+
+
+@pytest.fixture
+def train_step():
+  """A jitted plain train step (model, nnx.Optimizer, batch, key) -> (losses, grads), shared by tests."""
+  return _jitted_train_step
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """COCO evaluation: the pure pieces (GT and detections -> pycocotools) and evaluate() end to end."""
 
+import importlib
 import json
 import os
 
@@ -10,6 +11,8 @@ import pytest
 from mrcnn_jax import evaluate
 from mrcnn_jax.configs import shapes_tiny
 from mrcnn_jax.data import features, prepare, shapes
+
+predict = importlib.import_module("mrcnn_jax.predict")  # the module, not the function
 
 NAMES, IDS = list(shapes.CLASS_NAMES), [3, 7, 12, 20]   # non-contiguous dataset ids
 
@@ -76,8 +79,17 @@ def test_box_only_dataset():
 
 
 def test_to_original_divides_by_scale_and_clips():
-  boxes = evaluate.to_original(np.array([[10., 20., 30., 400.]]), 2.0, height=100, width=12)
+  boxes, masks = predict.to_original(np.array([[10., 20., 30., 400.]]), None, 2.0, (100, 12))
   np.testing.assert_allclose(boxes, [[5, 10, 12, 100]])
+  assert masks is None
+
+
+def test_to_original_pastes_masks_at_the_original_size():
+  boxes, masks = predict.to_original(np.array([[4., 6., 20., 30.]]), np.ones((1, 28, 28)), 2.0, (70, 50))
+  assert masks.shape == (1, 70, 50) and masks.dtype == bool
+  expected = np.zeros((70, 50), bool)
+  expected[3:15, 2:10] = True  # the box /2: x 2..10, y 3..15
+  np.testing.assert_array_equal(masks[0], expected)
 
 
 class _FakeModel:

@@ -21,10 +21,11 @@ def upsample2x(x: jax.Array, like: jax.Array) -> jax.Array:
 
 class FPN(nnx.Module):
 
-  def __init__(self, in_channels: dict[str, int], channels: int = 256, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(self, in_channels: tuple[int, ...], channels: int = 256, *, dtype=None, rngs: nnx.Rngs):
+    """in_channels: of res2..res5."""
     init = nnx.initializers.variance_scaling(1.0, "fan_in", "uniform")  # kaiming_uniform(a=1)
-    self.lateral = nnx.List([nnx.Conv(in_channels[n], channels, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
-                             for n in STAGE_NAMES])
+    self.lateral = nnx.List([nnx.Conv(c, channels, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
+                             for c in in_channels])
     self.output = nnx.List([nnx.Conv(channels, channels, (3, 3), kernel_init=init, dtype=dtype, rngs=rngs)
                             for _ in STAGE_NAMES])
     self.channels = channels

@@ -62,13 +62,13 @@ class MaskRCNN(nnx.Module):
     self.backbone = ResNet(m.backbone, width=m.width, norm=m.norm, last_stage=5 if fpn else 4, dtype=dtype,
                            rngs=rngs)
     if fpn:
-      self.fpn = FPN(self.backbone.out_channels, m.fpn_channels, dtype=dtype, rngs=rngs)
+      self.fpn = FPN(self.backbone.stage_channels, m.fpn_channels, dtype=dtype, rngs=rngs)
       feature_channels, mask_in = m.fpn_channels, m.mask.pooler_resolution
       self.box_head = TwoFCHead(m.fpn_channels * m.roi.pooler_resolution ** 2, m.roi.fc_dim, dtype=dtype,
                                 rngs=rngs)
       anchors_per_cell = len(m.anchor_ratios)
     else:
-      feature_channels = self.backbone.out_channels["res4"]
+      feature_channels = self.backbone.stage_channels[-1]  # res4
       self.box_head = Res5Head(m.backbone, m.width, m.norm, dtype=dtype, rngs=rngs)
       mask_in = m.roi.pooler_resolution // 2
       anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)

@@ -149,7 +149,7 @@ class ResNet(nnx.Module):
     self.stem = ConvNorm(3, width, 7, 2, norm=norm, dtype=dtype, rngs=rngs)
     self.stages = nnx.List([make_stage(depth_name, s, width=width, norm=norm, dtype=dtype, rngs=rngs)
                             for s in range(2, last_stage + 1)])
-    self.out_channels = {name: stage.out_channels for name, stage in zip(STAGE_NAMES, self.stages)}
+    self.stage_channels = tuple(stage.out_channels for stage in self.stages)  # res2, res3, ...
 
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
     x = self.stem(x)

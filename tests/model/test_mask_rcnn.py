@@ -10,16 +10,8 @@ from flax import nnx
 from mrcnn_jax import build_model
 
 
-def _train_step(model, optimizer, batch, key):
-  def loss_fn(model):
-    losses = model.losses(batch, key)
-    return sum(losses.values()), losses
-  (_, losses), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-  optimizer.update(model, grads)
-  return losses, grads
 
-
-train_step = nnx.jit(_train_step)
+ADAM = optax.adam(3e-3)  # one transform object, so tests with one config share one compiled step
 
 
 def test_backbone_and_fpn_shapes(make_config):
@@ -58,11 +50,11 @@ def test_losses_and_detect_shapes(make_config, make_batch):
   assert np.all(boxes[:, 2] >= boxes[:, 0]) and np.all(boxes <= 64)
 
 
-def test_train_step_gradients_finite_and_loss_falls_on_repeated_batch(make_config, make_batch):
+def test_train_step_gradients_finite_and_loss_falls_on_repeated_batch(train_step, make_config, make_batch):
   config = make_config()
   model = build_model(config)
   batch = make_batch(config, num_instances=2)
-  optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, ADAM, wrt=nnx.Param)
   history = []
   for step in range(25):
     losses, grads = train_step(model, optimizer, batch, jax.random.key(step))
@@ -74,12 +66,12 @@ def test_train_step_gradients_finite_and_loss_falls_on_repeated_batch(make_confi
   assert np.mean([h["mask"] for h in history[-3:]]) < first["mask"]
 
 
-def test_zero_instance_images_give_finite_losses_and_no_detections(make_config, make_batch):
+def test_zero_instance_images_give_finite_losses_and_no_detections(train_step, make_config, make_batch):
   config = make_config()
   model = build_model(config)
   batch = make_batch(config, num_instances=0)
-  optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
-  for step in range(10):
+  optimizer = nnx.Optimizer(model, ADAM, wrt=nnx.Param)
+  for step in range(15):
     losses, grads = train_step(model, optimizer, batch, jax.random.key(step))
     assert all(np.isfinite(float(v)) for v in losses.values()), losses
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
@@ -108,31 +100,6 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
   crowd["gt_crowd"][:, 3] = True
   out = fn(model, crowd, jax.random.key(0))
   assert all(np.isfinite(float(v)) for v in out.values())
-
-
-@pytest.mark.parametrize("overrides", [
-    {"pooler": "roi_pool"},
-    {"pooler": "roi_warp"},
-    {"mask_loss": "softmax"},
-    {"mask_mode": "agnostic"},
-    {"mask_head": "mlp"},
-    {"head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32)},
-    {"dtype": "bfloat16"},
-    {"norm": "frozen_bn", "backbone": "resnet50"},
-], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-def test_ablation_switches_build_and_step(make_config, make_batch, overrides):
-  config = make_config(**overrides)
-  model = build_model(config)
-  batch = make_batch(config)
-  optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
-  losses, grads = train_step(model, optimizer, batch, jax.random.key(0))
-  assert all(np.isfinite(float(v)) for v in losses.values()), losses
-  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
-  m = 14 if config.model.head == "c4" else 28
-  assert det["masks"].shape == (2, config.model.roi.detections_per_image, m, m)
-  if overrides.get("dtype") == "bfloat16":
-    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 @pytest.mark.parametrize("field,value,match", [
