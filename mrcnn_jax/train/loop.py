@@ -150,6 +150,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
         return state, {**summary, "preempted": step}
       if tc.eval_every > 0 and step % tc.eval_every == 0 and step != tc.steps:
         summary.update(_evaluate(graphdef, state, rest, config, workdir, step, writer))
+        tick = time.perf_counter()                # img/s counts training time only
     if tc.eval_every >= 0:
       summary.update(_evaluate(graphdef, state, rest, config, workdir, int(state["step"]), writer))
     return state, summary

@@ -97,3 +97,19 @@ def test_workdir_has_config_and_metrics(stand_in, tiny_config, tmp_path):
   assert lines[-1]["loss"] == pytest.approx(lines[-1]["box"] + lines[-1]["cls"], rel=1e-6)
   assert metrics["loss"] == lines[-1]["loss"] and int(state["step"]) == 3
   assert os.listdir(tmp_path / "tensorboard")
+
+
+@pytest.mark.parametrize("eval_every, eval_steps", [(2, [2, 4, 5]), (0, [5]), (-1, [])])
+def test_evaluation_cadence(stand_in, tiny_config, tmp_path, monkeypatch, eval_every, eval_steps):
+  stand_in(lambda n, batch: batch)
+  calls = []
+  monkeypatch.setattr(loop.evaluate_lib, "evaluate",
+                      lambda model, config, workdir: calls.append(model) or {"bbox/AP": 0.5})
+  config = tiny_config.copy_and_resolve_references()
+  config.train.steps, config.train.eval_every, config.train.log_every = 5, eval_every, 100
+  state, metrics = loop.train(config, str(tmp_path))
+  lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in lines if "eval/bbox/AP" in m] == eval_steps
+  assert len(calls) == len(eval_steps) and (metrics.get("bbox/AP") == 0.5) == bool(eval_steps)
+  if calls:                                          # the final evaluation sees the final weights
+    np.testing.assert_array_equal(calls[-1].head.kernel[...], state["params"]["head"]["kernel"][...])
