@@ -41,12 +41,9 @@ def lr_schedule(peak_lr: float, warmup_steps: int, warmup_factor: float,
 
 
 def _names(path) -> tuple:
-  """Pytree key path -> plain names / indices, without nnx's trailing ``.value`` attribute."""
-  names = []
-  for key in path:
-    name = getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))
-    names.append(name)
-  return tuple(n for n in names if n != "value")
+  """Pytree key path -> plain names / indices, without the ``.value`` attribute of nnx Variables."""
+  names = tuple(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))) for key in path)
+  return names[:-1] if names and isinstance(path[-1], jax.tree_util.GetAttrKey) else names
 
 
 def decay_mask(params):
