@@ -21,7 +21,9 @@ from mrcnn_jax.train import mesh as mesh_lib
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(workdir, "checkpoints")
+  """``<workdir>/checkpoints``, made absolute for local paths (Orbax requires it; gs:// stays as is)."""
+  path = os.path.join(workdir, "checkpoints")
+  return path if "://" in path else os.path.abspath(path)
 
 
 class Checkpointer:
