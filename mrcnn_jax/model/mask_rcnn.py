@@ -3,6 +3,10 @@
 ``MaskRCNN.losses`` is the training forward pass (a dict of named scalar losses); ``MaskRCNN.detect``
 is inference on the fixed canvas.  Both are pure functions of the module state and jit as they are.
 
+Heads (``config.model.head``): "fpn" (P2-P6, 2-FC box head, FCN mask head: the paper's best),
+"c4" (one map at stride 16: RoIs pooled from res4 and run through res5, as in Faster R-CNN) and "c5"
+(one map at stride 32, res5: 2-FC box head and FCN mask head, the stride-32 setting of Table 2d).
+
 Shapes: B images on a square canvas of side ``config.data.canvas`` (a multiple of 32); G padded GT
 instances; P proposals per image; S sampled RoIs per image, F = S * positive_fraction of which can be
 foreground; D detections per image; M mask resolution (28 FPN, 14 C4).
@@ -28,7 +32,7 @@ from mrcnn_jax.model.resnet import ResNet
 from mrcnn_jax.model.roi_heads import box_losses, detect_boxes, sample_rois
 from mrcnn_jax.model.rpn import RPNHead, propose, rpn_losses
 
-C4_STRIDE = 16
+SINGLE_LEVEL_STRIDE = {"c4": 16, "c5": 32}  # heads that pool from one feature map
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -39,7 +43,7 @@ def _anchors(head, canvas, sizes, ratios):
     if head == "fpn":
       levels = ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios)
     else:
-      levels = [ops.c4_anchors(canvas, canvas, stride=C4_STRIDE, sizes=sizes, ratios=ratios)]
+      levels = [ops.c4_anchors(canvas, canvas, stride=SINGLE_LEVEL_STRIDE[head], sizes=sizes, ratios=ratios)]
     return tuple(np.asarray(a, np.float32) for a in levels)
 
 
@@ -47,8 +51,8 @@ class MaskRCNN(nnx.Module):
 
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     m = config.model
-    if m.head not in ("fpn", "c4"):
-      raise ValueError(f"config.model.head must be 'fpn' or 'c4', got {m.head!r}")
+    if m.head not in ("fpn", "c4", "c5"):
+      raise ValueError(f"config.model.head must be 'fpn', 'c4' or 'c5', got {m.head!r}")
     if m.dtype not in DTYPES:
       raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {m.dtype!r}")
     if m.pooler not in POOLERS:
@@ -57,28 +61,31 @@ class MaskRCNN(nnx.Module):
       raise ValueError(f"config.data.canvas must be a multiple of 32, got {config.data.canvas}")
     self.config = ml_collections.FrozenConfigDict(config)
     dtype = DTYPES[m.dtype]
-    fpn = m.head == "fpn"
+    c4 = m.head == "c4"
     channels = mask_channels(config.num_classes, m.mask_loss, m.mask_mode)
-    self.backbone = ResNet(m.backbone, width=m.width, norm=m.norm, last_stage=5 if fpn else 4, dtype=dtype,
+    self.backbone = ResNet(m.backbone, width=m.width, norm=m.norm, last_stage=4 if c4 else 5, dtype=dtype,
                            rngs=rngs)
-    if fpn:
-      self.fpn = FPN(self.backbone.stage_channels, m.fpn_channels, dtype=dtype, rngs=rngs)
-      feature_channels, mask_in = m.fpn_channels, m.mask.pooler_resolution
-      self.box_head = TwoFCHead(m.fpn_channels * m.roi.pooler_resolution ** 2, m.roi.fc_dim, dtype=dtype,
-                                rngs=rngs)
-      anchors_per_cell = len(m.anchor_ratios)
-    else:
+    if c4:
       feature_channels = self.backbone.stage_channels[-1]  # res4
       self.box_head = Res5Head(m.backbone, m.width, m.norm, dtype=dtype, rngs=rngs)
-      mask_in = m.roi.pooler_resolution // 2
+      mask_features, mask_in = self.box_head.out_features, m.roi.pooler_resolution // 2
       anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)
+    else:
+      if m.head == "fpn":
+        self.fpn = FPN(self.backbone.stage_channels, m.fpn_channels, dtype=dtype, rngs=rngs)
+        feature_channels, anchors_per_cell = m.fpn_channels, len(m.anchor_ratios)
+      else:
+        feature_channels = self.backbone.stage_channels[-1]  # res5
+        anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)
+      self.box_head = TwoFCHead(feature_channels * m.roi.pooler_resolution ** 2, m.roi.fc_dim, dtype=dtype,
+                                rngs=rngs)
+      mask_features, mask_in = feature_channels, m.mask.pooler_resolution
     self.rpn_head = RPNHead(feature_channels, anchors_per_cell, dtype=dtype, rngs=rngs)
     self.predictor = BoxPredictor(self.box_head.out_features, config.num_classes, rngs=rngs)
-    mask_features = feature_channels if fpn else self.box_head.out_features
     if m.mask_head == "fcn":
-      self.mask_head = (FCNMaskHead(mask_features, channels, dim=m.mask.conv_dim, num_convs=m.mask.num_convs,
-                                    dtype=dtype, rngs=rngs) if fpn
-                        else Upsample(mask_features, m.mask.conv_dim, channels, dtype=dtype, rngs=rngs))
+      self.mask_head = (Upsample(mask_features, m.mask.conv_dim, channels, dtype=dtype, rngs=rngs) if c4
+                        else FCNMaskHead(mask_features, channels, dim=m.mask.conv_dim, num_convs=m.mask.num_convs,
+                                         dtype=dtype, rngs=rngs))
     elif m.mask_head == "mlp":
       self.mask_head = MLPMaskHead(mask_features * mask_in ** 2, channels, output_size=2 * mask_in,
                                    dim=m.mask.mlp_dim, dtype=dtype, rngs=rngs)
@@ -96,7 +103,8 @@ class MaskRCNN(nnx.Module):
     if m.head == "fpn":
       pyramid = self.fpn(features)
       return pyramid, pyramid[:4]
-    return [features["res4"]], features["res4"]
+    single = features["res4" if m.head == "c4" else "res5"]
+    return [single], single
 
   def _anchors(self):
     m = self.config.model
@@ -113,7 +121,7 @@ class MaskRCNN(nnx.Module):
 
   def _pool(self, features, boxes, size):
     m = self.config.model
-    return pool_rois(features, boxes, size, method=m.pooler, stride=None if m.head == "fpn" else C4_STRIDE,
+    return pool_rois(features, boxes, size, method=m.pooler, stride=SINGLE_LEVEL_STRIDE.get(m.head),
                      sampling_ratio=m.roi.sampling_ratio, aligned=m.roi.aligned)
 
   def _box_branch(self, features, rois):
@@ -128,12 +136,12 @@ class MaskRCNN(nnx.Module):
     """rois [B,N,4] -> mask logits [B*N,M,M,C]."""
     b, n = rois.shape[:2]
     m = self.config.model
-    if m.head == "fpn":
-      pooled = self._pool(features, rois, m.mask.pooler_resolution)
-      x = pooled.reshape(b * n, *pooled.shape[2:])
-    else:
+    if m.head == "c4":  # res5 runs on 14x14 RoI features; the mask head upsamples its 7x7 output
       pooled = self._pool(features, rois, m.roi.pooler_resolution)
       _, x = self.box_head(pooled.reshape(b * n, *pooled.shape[2:]))
+    else:
+      pooled = self._pool(features, rois, m.mask.pooler_resolution)
+      x = pooled.reshape(b * n, *pooled.shape[2:])
     return self.mask_head(x)
 
   # ---------------------------------------------------------------- training

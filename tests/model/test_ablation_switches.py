@@ -17,6 +17,7 @@ from mrcnn_jax import build_model
     {"mask_mode": "agnostic"},
     {"mask_head": "mlp"},
     {"head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32)},
+    {"head": "c5", "anchor_sizes": (16, 32, 64)},
     {"dtype": "bfloat16"},
     {"norm": "frozen_bn", "backbone": "resnet50"},
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))

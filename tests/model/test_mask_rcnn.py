@@ -103,7 +103,7 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("head", "c5", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
+    ("head", "c3", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
     ("mask_head", "transformer", "mask_head"), ("backbone", "resnet7", "backbone"), ("dtype", "float16", "dtype"),
 ])
 def test_bad_config_values_raise_clear_errors(make_config, field, value, match):
