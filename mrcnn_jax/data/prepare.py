@@ -16,9 +16,10 @@ import argparse
 import os
 import sys
 
+import ml_collections
 import tensorflow_datasets as tfds
 
-from mrcnn_jax.data import folder_builder, shapes_builder
+from mrcnn_jax.data import folder_builder, shapes_builder, sources
 
 
 def _prepared(builder) -> bool:
@@ -89,6 +90,22 @@ def _print_summary(data_dir: str, name: str, stats: dict, builder) -> None:
       print(f"    skipped {message}")
 
 
+def export_images(name: str, data_dir: str, split: str, num: int, out: str) -> list[str]:
+  """Writes the first ``num`` images of a prepared split as PNG files (e.g. to try ``predict`` on)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  builder = sources.open_builder(ml_collections.ConfigDict({"name": name, "data_dir": data_dir}))
+  source = sources.data_source(builder, split)
+  os.makedirs(out, exist_ok=True)
+  paths = []
+  for i in range(min(num, len(source))):
+    example = source[i]
+    record = sources.to_record(example, with_masks=False)
+    path = os.path.join(out, f"{split}_{record['image_id']:06d}.png")
+    Image.fromarray(record["image"]).save(path)
+    paths.append(path)
+  return paths
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,9 +125,19 @@ def main(argv=None) -> int:
   p = sub.add_parser("coco", help="TFDS coco/2017 (boxes only; downloads ~25 GB)")
   p.add_argument("--data_dir", required=True)
   p.add_argument("--download_dir", default=None)
+  p = sub.add_parser("export", help="write the first images of a prepared split as PNG files")
+  p.add_argument("--name", required=True, help="config.data.name of the prepared dataset")
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--split", default="validation")
+  p.add_argument("--num", type=int, default=8)
+  p.add_argument("--out", required=True)
   args = parser.parse_args(argv)
   data_dir = os.path.expanduser(args.data_dir)
   try:
+    if args.kind == "export":
+      for path in export_images(args.name, data_dir, args.split, args.num, args.out):
+        print(path)
+      return 0
     if args.kind == "shapes":
       result = prepare_shapes(data_dir, args.seed, args.num_train, args.num_val, args.image_size)
     elif args.kind == "folder":
