@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts: creates .venv when missing, installs requirements and the package into it
 # (again only when requirements.txt changed), and activates it.
 venv=.venv
