@@ -1,6 +1,6 @@
-"""Base config: Mask R-CNN R50-FPN with Detectron2's defaults. Presets import it and override fields.
+"""python -m mrcnn_jax.train --config mrcnn_jax/configs/base.py --workdir runs/base
 
-    python -m mrcnn_jax.train --config mrcnn_jax/configs/base.py --workdir runs/base
+Base config: Mask R-CNN R50-FPN with Detectron2's defaults. Presets import it and override fields.
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
-"""Tiny Mask R-CNN on the synthetic shapes dataset: small ResNet-18-FPN, 128 px canvas, CPU-friendly.
+"""python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_tiny.py --workdir runs/shapes_tiny
 
-    python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_tiny.py --workdir runs/shapes_tiny
+Tiny Mask R-CNN on the synthetic shapes dataset: small ResNet-18-FPN, 128 px canvas, CPU-friendly.
 """
 
 from mrcnn_jax.configs import base

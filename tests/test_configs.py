@@ -1,0 +1,31 @@
+"""Every preset config builds a model (abstractly: no weights materialised) and documents its command."""
+
+import importlib
+import pkgutil
+
+import jax
+import pytest
+from flax import nnx
+
+import mrcnn_jax
+from mrcnn_jax import configs
+
+PRESETS = sorted(m.name for m in pkgutil.iter_modules(configs.__path__))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_builds_and_docstring_starts_with_its_command(name):
+  module = importlib.import_module(f"mrcnn_jax.configs.{name}")
+  first_line = module.__doc__.splitlines()[0]
+  assert first_line.strip().startswith(("python -m", "scripts/")), first_line
+  config = configs.get(name)
+  params = nnx.state(nnx.eval_shape(lambda: mrcnn_jax.build_model(config)), nnx.Param)
+  count = sum(x.size for x in jax.tree.leaves(params))
+  assert count > 0
+  if name.startswith("r50_fpn"):
+    assert 40e6 < count < 50e6, count  # R50-FPN Mask R-CNN: ~44M parameters
+
+
+def test_unknown_preset_is_a_clear_error():
+  with pytest.raises(ValueError, match="unknown config"):
+    configs.get("r9000")
