@@ -1,7 +1,8 @@
-"""python -m mrcnn_jax.data.prepare shapes --data_dir data --num_train 10000 --num_val 500
-    python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_full.py --workdir runs/shapes_full
+"""python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_full.py --workdir runs/shapes_full
 
-Longer shapes run (a GPU, or a long CPU run): wider ResNet-34-FPN, more steps; aims at mask AP >= 0.80.
+Longer shapes run (a GPU, or a long CPU run): wider ResNet-34-FPN, 10k training images, 20k steps;
+aims at mask AP >= 0.80. Prepare its dataset first:
+    python -m mrcnn_jax.data.prepare shapes --data_dir data --num_train 10000 --num_val 500
 """
 
 from mrcnn_jax.configs import shapes_tiny
