@@ -1,7 +1,7 @@
 """Micro-benchmarks printed as markdown tables: jit-compiled, median wall time over repeats.
 
     python scripts/benchmark.py ops [--small]             # ops (NMS, RoIAlign; torchvision beside when importable)
-    python scripts/benchmark.py model --config shapes_tiny --batch 2
+    python scripts/benchmark.py model --config shapes_tiny [--batch 8] [--bf16]
 
 Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL).
 To add one, write the function and append it to its suite.
@@ -143,27 +143,36 @@ def bench_roi_align(args):
 
 
 def bench_model(args):
-  """Forward+backward of model.losses and a model.detect call on a synthetic batch."""
+  """Compile time and step time of the training forward+backward, and of inference at batch 1 and B."""
   from flax import nnx
   from mrcnn_jax.model.mask_rcnn import build_model
 
   config = importlib.import_module(f"mrcnn_jax.configs.{args.config}").get_config()
+  if args.bf16:
+    config.model.dtype = "bfloat16"
   model = build_model(config, seed=0)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  batch = synthetic_batch(config, args.batch)
 
   def total_loss(params, rest, batch, key):
     return sum(nnx.merge(graphdef, params, rest).losses(batch, key).values())
 
-  grad_fn = jax.jit(jax.value_and_grad(total_loss))
-  detect_fn = jax.jit(lambda params, rest, image, size: nnx.merge(graphdef, params, rest).detect(image, size))
-  case = f"{args.config}, batch {args.batch}, canvas {config.data.canvas}"
-  key = jax.random.key(0)
-  return [
-      Row("losses + grad", case, median_ms(grad_fn, params, rest, batch, key, repeats=args.repeats)),
-      Row("detect", case, median_ms(detect_fn, params, rest, batch["image"], batch["image_size"],
-                                    repeats=args.repeats)),
-  ]
+  def detect(params, rest, image, size):
+    return nnx.merge(graphdef, params, rest).detect(image, size)
+
+  case = f"{args.config}, canvas {config.data.canvas}, {config.model.dtype}"
+  rows = []
+  for name, fn, batch_size in [("train fwd+bwd", jax.value_and_grad(total_loss), args.batch),
+                               ("detect", detect, 1), ("detect", detect, args.batch)]:
+    batch = synthetic_batch(config, batch_size)
+    inputs = ((params, rest, batch, jax.random.key(0)) if name.startswith("train")
+              else (params, rest, batch["image"], batch["image_size"]))
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*inputs).compile()
+    compile_s = time.perf_counter() - start
+    ms = median_ms(compiled, *inputs, repeats=args.repeats)
+    rows.append(Row(name, f"{case}, batch {batch_size} (compile {compile_s:.1f} s; "
+                          f"{1000 * batch_size / ms:.1f} img/s)", ms))
+  return rows
 
 
 def synthetic_batch(config, batch_size):
@@ -209,7 +218,8 @@ def main(argv=None):
                           help="shrink the RoIAlign case (256^2 canvas, 200 RoIs, C=64) for slow CPUs")
   model_parser = sub.add_parser("model", help="the whole model on a synthetic batch")
   model_parser.add_argument("--config", default="shapes_tiny", help="module name in mrcnn_jax/configs")
-  model_parser.add_argument("--batch", type=int, default=2)
+  model_parser.add_argument("--bf16", action="store_true", help="compute in bfloat16 (params stay fp32)")
+  model_parser.add_argument("--batch", type=int, default=8)
   model_parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args(argv)
 
