@@ -74,19 +74,19 @@ def _train_step(model, optimizer, batch, key):
 _jitted_train_step = nnx.jit(_train_step)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def train_step():
   """A jitted plain train step (model, nnx.Optimizer, batch, key) -> (losses, grads), shared by tests."""
   return _jitted_train_step
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_config():
   """tiny_config(**model_overrides) as a fixture."""
   return tiny_config
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_batch():
   """synthetic_batch(config, batch_size, num_instances, seed) as a fixture."""
   return synthetic_batch

@@ -11,9 +11,8 @@ predict_lib = importlib.import_module("mrcnn_jax.predict")  # the module (the pa
 
 
 @pytest.fixture(scope="module")
-def model():
-  from conftest import tiny_config
-  return mrcnn_jax.build_model(tiny_config())
+def model(make_config):
+  return mrcnn_jax.build_model(make_config())
 
 
 def _image(h, w, c=3, seed=0):
