@@ -19,7 +19,8 @@ def get_config():
 
   m = config.model
   m.backbone, m.width, m.fpn_channels = "resnet18", 16, 64
-  m.anchor_sizes = (8, 16, 32, 64, 128)
+  m.anchor_sizes = (8, 16, 32, 64, 128)  # COCO's / 4, and so the FPN level assignment:
+  m.roi.canonical_size = 56
   m.rpn.batch_per_image = 64
   m.rpn.pre_nms_topk_train, m.rpn.post_nms_topk_train = 256, 128
   m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test = 256, 100

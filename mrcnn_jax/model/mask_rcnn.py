@@ -122,7 +122,8 @@ class MaskRCNN(nnx.Module):
   def _pool(self, features, boxes, size):
     m = self.config.model
     return pool_rois(features, boxes, size, method=m.pooler, stride=SINGLE_LEVEL_STRIDE.get(m.head),
-                     sampling_ratio=m.roi.sampling_ratio, aligned=m.roi.aligned)
+                     sampling_ratio=m.roi.sampling_ratio, aligned=m.roi.aligned,
+                     canonical_size=m.roi.canonical_size)
 
   def _box_branch(self, features, rois):
     """rois [B,N,4] -> class logits [B,N,K+1], deltas [B,N,K,4]."""

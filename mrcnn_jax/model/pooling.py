@@ -13,13 +13,15 @@ from mrcnn_jax import ops
 POOLERS = {"roi_align": ops.roi_align, "roi_pool": ops.roi_pool, "roi_warp": ops.roi_warp}
 
 
-def pool_rois(features, boxes, output_size, *, method, stride=None, sampling_ratio=2, aligned=True):
+def pool_rois(features, boxes, output_size, *, method, stride=None, sampling_ratio=2, aligned=True,
+              canonical_size=224):
   """Pools RoI features.
 
   Args:
     features: a list of FPN maps [B,H_l,W_l,C] for levels 2, 3, ... (``stride`` None), or one map
       [B,H,W,C] whose stride is ``stride``.
     boxes: [B,R,4] canvas pixels.
+    canonical_size: FPN only: the RoI side assigned to P4.
   Returns:
     [B,R,S,S,C] with S = output_size.
   """
@@ -28,7 +30,7 @@ def pool_rois(features, boxes, output_size, *, method, stride=None, sampling_rat
   if stride is None:
     def per_image(maps, b):
       return ops.multilevel_pool(maps, b, output_size, method=method, sampling_ratio=sampling_ratio,
-                                 aligned=aligned)
+                                 aligned=aligned, canonical_size=canonical_size)
   else:
     def per_image(maps, b):
       return POOLERS[method](maps, b, output_size, 1.0 / stride, sampling_ratio=sampling_ratio,

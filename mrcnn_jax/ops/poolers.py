@@ -34,9 +34,9 @@ def fpn_levels(boxes, min_level=2, max_level=5, canonical_size=224, canonical_le
 
 
 @functools.partial(jax.jit, static_argnames=("output_size", "method", "sampling_ratio", "aligned",
-                                             "min_level"))
+                                             "min_level", "canonical_size"))
 def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_ratio=2,
-                    aligned=True, min_level=2):
+                    aligned=True, min_level=2, canonical_size=224):
   """Pools each RoI from its FPN level.
 
   Args:
@@ -44,6 +44,8 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
     boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
     output_size: S or (Sh, Sw). method: "roi_align", "roi_pool" or "roi_warp".
     sampling_ratio, aligned: as roi_align.
+    canonical_size: the RoI side that maps to level 4 (224: ImageNet scale; scale it with the
+      anchor sizes on small canvases).
   Returns:
     [R, Sh, Sw, C], differentiable w.r.t. every level's features.
   """
@@ -61,7 +63,7 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
   out = check_output_size(output_size)
   check_sampling_ratio(sampling_ratio)
   max_level = min_level + len(features) - 1
-  which = fpn_levels(boxes, min_level, max_level) - min_level  # [R] index into features
+  which = fpn_levels(boxes, min_level, max_level, canonical_size) - min_level  # [R] index into features
   scales = [2.0 ** -(min_level + i) for i in range(len(features))]
 
   if method == "roi_pool":
