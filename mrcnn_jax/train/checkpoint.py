@@ -72,7 +72,8 @@ class Checkpointer:
 
 
 def restore_params(workdir: str, params_like, step: int | None = None):
-  """Only the parameters of a training checkpoint (for inference: ``mrcnn_jax.load``).
+  """Only the parameters of a training checkpoint (for inference: ``mrcnn_jax.load``), on this
+  process's first device whatever the topology that saved them.
 
   ``params_like``: the ``nnx.State`` of ``nnx.Param``s of a freshly built model (or its abstract
   version from ``nnx.eval_shape``); returns the same structure with the saved values.
@@ -83,8 +84,10 @@ def restore_params(workdir: str, params_like, step: int | None = None):
   if step is None:
     raise FileNotFoundError(f"no checkpoint under {checkpoint_dir(workdir)}")
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), params_like)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(item={"params": target}, partial_restore=True)))
+  target = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                   params_like)}
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True)))
   manager.close()
   return restored["state"]["params"]

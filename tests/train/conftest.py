@@ -21,13 +21,13 @@ def shapes_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_config(shapes_data):
-  """shapes_tiny on a 64 px canvas, global batch 4, 3 steps at full learning rate, no evaluation."""
+  """shapes_tiny on a 64 px canvas, global batch 4, 4 steps at full learning rate, no evaluation."""
   config = shapes_tiny.get_config()
   config.data.data_dir, config.data.name = shapes_data
   config.data.canvas = config.data.min_size = config.data.max_size = 64
   config.data.batch_size = 4
   t = config.train
-  t.steps, t.warmup_steps, t.log_every, t.checkpoint_every, t.keep, t.eval_every = 3, 0, 1, 2, 10, -1
+  t.steps, t.warmup_steps, t.log_every, t.checkpoint_every, t.keep, t.eval_every = 4, 0, 1, 2, 10, -1
   return config
 
 

@@ -92,10 +92,10 @@ def test_workdir_has_config_and_metrics(stand_in, tiny_config, tmp_path):
   state, metrics = loop.train(tiny_config, str(tmp_path))
   assert json.loads((tmp_path / "config.json").read_text())["data"]["canvas"] == 64
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-  assert [m["step"] for m in lines] == [1, 2, 3]
+  assert [m["step"] for m in lines] == [1, 2, 3, 4]
   assert {"box", "cls", "loss", "grad_norm", "lr", "img_per_sec"} <= set(lines[-1])
   assert lines[-1]["loss"] == pytest.approx(lines[-1]["box"] + lines[-1]["cls"], rel=1e-6)
-  assert metrics["loss"] == lines[-1]["loss"] and int(state["step"]) == 3
+  assert metrics["loss"] == lines[-1]["loss"] and int(state["step"]) == 4
   assert os.listdir(tmp_path / "tensorboard")
 
 

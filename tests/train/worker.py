@@ -1,12 +1,13 @@
 """Subprocess side of the training tests (JAX device count and jax.distributed are per process).
 
-  python tests/train/worker.py steps     CONFIG_JSON OUT_PREFIX       # on 1 and on all devices
+  python tests/train/worker.py steps     CONFIG_JSON OUT_PREFIX       # bare train steps, see below
   python tests/train/worker.py multihost CONFIG_JSON WORKDIR OUT.npz  # loop.train in a multi-process job
 
-``steps`` trains on a 1-device mesh, then on a mesh of all local devices (OUT_PREFIX-1dev.npz,
-OUT_PREFIX-<n>dev.npz), feeding the global batch that a 2-process job assembles (shard 0 of 2, then
-shard 1 of 2) so that every layout sees identical data. The .npz files hold this process's final
-parameters (and, for ``steps``, ``losses`` per step).
+``steps`` runs ``config.train.steps`` train steps three times: on one device and on all local devices
+with the batches a single-process run reads (OUT_PREFIX-1dev.npz, OUT_PREFIX-<n>dev.npz), and on
+all devices with the global batches a 2-process job assembles (shard 0 of 2, then shard 1 of 2;
+OUT_PREFIX-<n>dev-2shards.npz). The .npz files hold the final parameters of this process (and, for
+``steps``, ``losses`` per step).
 """
 
 import json
@@ -30,16 +31,16 @@ def save_params(state, path, **extra):
                              for k, v in jax.tree_util.tree_leaves_with_path(params)})
 
 
-def run_steps(config, devices, out):
+def run_steps(config, devices, shards, out):
   mesh = mesh_lib.make_mesh(devices)
   graphdef, params, rest = loop.init_model(config, mesh)
   tx, schedule = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
   state = train_step_lib.init_state(params, tx, config.train.seed, mesh)
   step = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh)
-  shards = [data_lib.train_iterator(config, shard_index=i, shard_count=2) for i in range(2)]
+  iterators = [data_lib.train_iterator(config, shard_index=i, shard_count=shards) for i in range(shards)]
   losses = []
   for _ in range(config.train.steps):
-    parts = [next(it) for it in shards]
+    parts = [next(it) for it in iterators]
     batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
     losses.append(float(metrics["loss"]))
@@ -51,8 +52,10 @@ def main(mode, config_json, *args):
     config = ConfigDict(json.load(f))
   if mode == "steps":
     (prefix,) = args
-    for n in sorted({1, jax.device_count()}):
-      run_steps(config, jax.devices()[:n], f"{prefix}-{n}dev.npz")
+    n = jax.device_count()
+    run_steps(config, jax.devices()[:1], 1, f"{prefix}-1dev.npz")
+    run_steps(config, jax.devices(), 1, f"{prefix}-{n}dev.npz")
+    run_steps(config, jax.devices(), 2, f"{prefix}-{n}dev-2shards.npz")
   elif mode == "multihost":
     workdir, out = args
     initialize_distributed("auto")
