@@ -13,8 +13,8 @@ from mrcnn_jax.train import optimizer
 
 
 def train_config(**overrides):
-  config = ConfigDict(dict(base_lr=0.02, warmup_steps=200, warmup_factor=0.001, decay_steps=(2400, 2800),
-                           momentum=0.9, weight_decay=1e-4, clip_norm=0.0))
+  config = ConfigDict(dict(optimizer="sgd", base_lr=0.02, warmup_steps=200, warmup_factor=0.001,
+                           decay_steps=(2400, 2800), momentum=0.9, weight_decay=1e-4, clip_norm=0.0))
   config.update(overrides)
   return config
 
