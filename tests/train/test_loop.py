@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from train_launch import saved_steps
 
-from mrcnn_jax.train import checkpoint, loop
+from mrcnn_jax.train import loop
 
 
 class StandIn(nnx.Module):
@@ -57,10 +58,6 @@ def stand_in(monkeypatch, tiny_config):
     monkeypatch.setattr(loop.data_lib, "train_iterator",
                         lambda *args, **kwargs: Hooked(train_iterator(*args, **kwargs), hook))
   return install
-
-
-def saved_steps(workdir):
-  return sorted(int(n) for n in os.listdir(checkpoint.checkpoint_dir(str(workdir))) if n.isdigit())
 
 
 def test_nan_loss_names_step_and_term_and_keeps_last_good_checkpoint(stand_in, tiny_config, tmp_path):

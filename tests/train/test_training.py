@@ -11,7 +11,8 @@ import numpy as np
 import portpicker
 import pytest
 from flax import nnx
-from train_launch import (config_file, finish, load_json_lines, load_params, start_cli, start_worker)
+from train_launch import (config_file, finish, load_json_lines, load_params, saved_steps, start_cli,
+                          start_worker)
 
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import checkpoint
@@ -24,11 +25,6 @@ def assert_params_close(actual, expected, **tolerance):
   assert sorted(k for k in actual if k != "losses") == names
   for name in names:
     np.testing.assert_allclose(actual[name], expected[name], err_msg=name, **tolerance)
-
-
-def saved_steps(workdir) -> list[int]:
-  directory = checkpoint.checkpoint_dir(str(workdir))
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from mrcnn_jax.train import checkpoint
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 
@@ -52,3 +54,9 @@ def load_params(path) -> dict[str, np.ndarray]:
 def load_json_lines(path) -> list[dict]:
   with open(path) as f:
     return [json.loads(line) for line in f]
+
+
+def saved_steps(workdir) -> list[int]:
+  """The steps of the complete checkpoints in ``workdir``."""
+  directory = checkpoint.checkpoint_dir(str(workdir))
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
