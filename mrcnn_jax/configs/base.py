@@ -71,6 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict(dict(
       seed=0,
+      optimizer="sgd",        # sgd (the paper's) | adamw
       steps=90_000,
       base_lr=0.02,           # at batch 16; scaled linearly with data.batch_size
       warmup_steps=1000,

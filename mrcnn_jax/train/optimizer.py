@@ -1,10 +1,12 @@
-"""SGD with momentum, warmup + step decay, masked weight decay and frozen backbone stages.
+"""SGD with momentum (or AdamW), warmup + step decay, masked weight decay and frozen backbone stages.
 
 Follows Detectron2's recipe: ``lr = base_lr * global_batch / 16`` (linear scaling rule); linear
 warmup from ``warmup_factor * lr`` over ``warmup_steps``; ``x0.1`` at each of ``decay_steps``;
 weight decay added to the gradient (as ``torch.optim.SGD`` does) on conv/dense kernels only, never
 on norm scales or biases; optional global-norm gradient clipping. Parameters of the stages frozen
 by ``config.model.freeze_at`` get exactly zero updates and no momentum buffers.
+``config.train.optimizer = "adamw"`` swaps SGD for AdamW (decoupled weight decay, same mask and
+schedule): not the paper's recipe, but far fewer steps from scratch on small synthetic data.
 """
 
 from __future__ import annotations
@@ -80,17 +82,22 @@ def make_optimizer(train: ConfigDict, global_batch: int, freeze_at: int = 0,
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer and its learning-rate schedule from ``config.train``.
 
-  Reads ``base_lr, warmup_steps, warmup_factor, decay_steps, momentum, weight_decay, clip_norm``
-  (``clip_norm <= 0`` or None: no clipping).
+  Reads ``optimizer`` ("sgd" | "adamw"), ``base_lr, warmup_steps, warmup_factor, decay_steps,
+  momentum, weight_decay, clip_norm`` (``clip_norm <= 0`` or None: no clipping).
   """
+  if train.optimizer not in ("sgd", "adamw"):
+    raise ValueError(f"config.train.optimizer must be 'sgd' or 'adamw', got {train.optimizer!r}")
   schedule = lr_schedule(scaled_lr(train.base_lr, global_batch), train.warmup_steps,
                          train.warmup_factor, train.decay_steps)
   parts = []
   if train.clip_norm and train.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(train.clip_norm))
-  if train.weight_decay:
-    parts.append(optax.add_decayed_weights(train.weight_decay, mask=decay_mask))
-  parts += [optax.trace(decay=train.momentum), optax.scale_by_learning_rate(schedule)]
+  if train.optimizer == "adamw":
+    parts.append(optax.adamw(schedule, weight_decay=train.weight_decay, mask=decay_mask))
+  else:
+    if train.weight_decay:
+      parts.append(optax.add_decayed_weights(train.weight_decay, mask=decay_mask))
+    parts += [optax.trace(decay=train.momentum), optax.scale_by_learning_rate(schedule)]
   tx = optax.chain(*parts)
   if freeze_at > 0:
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
