@@ -106,7 +106,8 @@ def parse_args(argv):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("sweep", help="sweep module under experiments/ (table2)")
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per arm (default 1)")
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="seeds 0..N-1 per arm (default: the sweep's DEFAULT_SEEDS, 1 with --quick)")
   parser.add_argument("--steps", type=int, default=None,
                       help="steps per arm (default: the sweep's DEFAULT_STEPS, QUICK_STEPS with --quick)")
   parser.add_argument("--only", default=None, help="comma-separated sub-table keys, row ids or arm names")
@@ -128,8 +129,14 @@ def parse_args(argv):
 
 def main(argv=None):
   args, extra = parse_args(sys.argv[1:] if argv is None else argv)
-  module = importlib.import_module(f"experiments.{args.sweep}")
+  try:
+    module = importlib.import_module(f"experiments.{args.sweep}")
+  except ModuleNotFoundError as e:
+    raise SystemExit(f"unknown sweep {args.sweep!r}: expected a module experiments/{args.sweep}.py") from e
+  if not hasattr(module, "SUBTABLES"):
+    raise SystemExit(f"experiments/{args.sweep}.py declares no SUBTABLES: not a sweep")
   steps = args.steps or (module.QUICK_STEPS if args.quick else module.DEFAULT_STEPS)
+  seeds = args.seeds or (1 if args.quick else module.DEFAULT_SEEDS)
   base = module.base_config(steps)
   if args.quick:
     sweep.apply_overrides(base, module.QUICK)
@@ -140,8 +147,8 @@ def main(argv=None):
   workdir = args.workdir
 
   if not args.report_only:
-    todo = [(arm, seed) for arm in selected for seed in range(args.seeds)]
-    print(f"{args.sweep}: {len(todo)} runs ({len(selected)} arms x {args.seeds} seeds), {steps} steps each, "
+    todo = [(arm, seed) for arm in selected for seed in range(seeds)]
+    print(f"{args.sweep}: {len(todo)} runs ({len(selected)} arms x {seeds} seeds), {steps} steps each, "
           f"data {base.data.name} in {base.data.data_dir}", flush=True)
     began, durations = time.perf_counter(), []
     for i, (arm, seed) in enumerate(todo, 1):

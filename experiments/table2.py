@@ -1,4 +1,4 @@
-"""python -m experiments.run table2 --workdir runs/table2 [--seeds 3] [--steps 3000]
+"""python -m experiments.run table2 --workdir runs/table2 [--seeds 3] [--steps 3000] [--only a,c]
 
 The paper's Table 2 ablations (and Section 4.2's class-agnostic masks) on the shapes dataset. Every
 arm is ``base_config()`` (shapes_tiny: its data, ResNet-18 width 16, RoI sizes and schedule, at one
@@ -19,6 +19,7 @@ from experiments.sweep import Claim, Gap, Row, Score, SubTable
 from mrcnn_jax.configs import shapes_tiny
 
 DEFAULT_STEPS = 3000  # shapes_tiny's schedule; --steps rescales warmup and decay with it
+DEFAULT_SEEDS = 3     # mean ± std over seeds; "≈" claims need at least 2
 
 C4 = {"model.head": "c4", "model.roi.pooler_resolution": 14, "model.anchor_sizes": (16, 32, 64)}
 C5 = {"model.head": "c5", "model.anchor_sizes": (16, 32, 64)}
