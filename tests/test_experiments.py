@@ -1,0 +1,190 @@
+"""The Table 2 sweep: arms and their configs, the runner (real training for a few arms, a stand-in
+trainer for the rest), resuming and skipping, --only, the report, and the verdict logic."""
+
+import json
+import os
+
+import jax
+import pytest
+from flax import nnx
+
+from experiments import paper, report, run, sweep, table2
+from experiments.sweep import Claim, Gap, Score
+from mrcnn_jax.data import prepare
+from mrcnn_jax.model.mask_rcnn import build_model
+from mrcnn_jax.train import loop
+
+ARMS = sweep.arms(table2.SUBTABLES, table2.base_config())
+REAL = ("r18_c4", "s32_roi_pool")  # really trained (the single-level heads; FPN trains in tests/train)
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  name, _, _ = prepare.prepare_shapes(data_dir, seed=5, num_train=8, num_val=4, image_size=64)
+  return data_dir, name
+
+
+def quick_args(workdir, shapes_data, *extra):
+  data_dir, name = shapes_data
+  return ["table2", "--workdir", str(workdir), "--quick", "--data_dir", data_dir, "--data_name", name, *extra]
+
+
+class FakeTrainer:
+  """Stands in for loop.train: writes config.json, returns made-up metrics; counts its calls."""
+
+  def __init__(self, preempt=()):
+    self.calls, self.preempt = [], set(preempt)
+
+  def __call__(self, config, workdir):
+    loop.save_config(config, workdir)
+    arm = os.path.basename(os.path.dirname(workdir))
+    self.calls.append(arm)
+    if arm in self.preempt:
+      self.preempt.discard(arm)
+      return {"step": 1}, {"preempted": 1}
+    value = 0.1 + 0.01 * len(arm) + 0.001 * config.train.seed
+    return {"step": config.train.steps}, {m: value for m in sweep.METRICS}
+
+
+def test_arms_are_deduplicated_and_fpn_base_is_shared():
+  names = [arm.name for arm in ARMS]
+  assert len(names) == len(set(names)) == 11
+  base = next(arm for arm in ARMS if not arm.overrides)
+  assert set(base.rows) == {"r18_fpn", "sigmoid", "fcn", "specific"}
+  c4 = next(arm for arm in ARMS if arm.name == "r18_c4")
+  assert set(c4.rows) == {"r18_c4", "s16_roi_align"}   # pooler=roi_align equals the base: dropped
+  assert all(row.paper is None or row.paper in paper.NUMBERS for t in table2.SUBTABLES for row in t.rows)
+
+
+def test_select_by_subtable_row_or_arm():
+  assert [a.name for a in sweep.select(ARMS, table2.SUBTABLES, "b")] == ["r18_fpn", "softmax"]
+  assert [a.name for a in sweep.select(ARMS, table2.SUBTABLES, "s16_roi_align,mlp")] == ["r18_c4", "mlp"]
+  with pytest.raises(ValueError, match="unknown sub-table or row 'nope'"):
+    sweep.select(ARMS, table2.SUBTABLES, "nope")
+
+
+@pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)
+def test_every_arm_config_traces_training_and_inference(arm, make_batch):
+  config = sweep.apply_overrides(sweep.apply_overrides(table2.base_config(2), table2.QUICK), arm.overrides)
+  graphdef, state = nnx.split(nnx.eval_shape(lambda: build_model(config)))
+  batch = make_batch(config, batch_size=2)
+  losses = jax.eval_shape(lambda s, b: nnx.merge(graphdef, s).losses(b, jax.random.key(0)), state, batch)
+  assert set(losses) == {"rpn_cls", "rpn_box", "cls", "box", "mask"}
+  dets = jax.eval_shape(lambda s, i, z: nnx.merge(graphdef, s).detect(i, z), state, batch["image"],
+                        batch["image_size"])
+  assert dets["masks"].shape[:2] == (2, config.model.roi.detections_per_image)
+
+
+def test_sweep_runs_resumes_skips_and_reports(shapes_data, tmp_path, monkeypatch, capsys):
+  workdir = tmp_path / "w"
+  # Real training (2 steps, tiny model) for the C4 and a C5 arm.
+  assert run.main(quick_args(workdir, shapes_data, "--only", ",".join(REAL))) == 0
+  assert sorted(os.listdir(workdir)) == sorted([*REAL, "results.json", "table2.md", "table2.png"])
+  for arm in REAL:
+    final = json.load(open(workdir / arm / "seed0" / run.FINAL))
+    assert final["steps"] == table2.QUICK_STEPS and final["wall_s"] > 0
+    assert all(0 <= final[m] <= 100 for m in sweep.METRICS)
+
+  # The rest with a stand-in trainer; the finished real arms are skipped. One run is preempted:
+  # the sweep stops there, and the next invocation trains it (the real trainer resumes its checkpoint).
+  fake = FakeTrainer(preempt=["mlp"])
+  monkeypatch.setattr(loop, "train", fake)
+  assert run.main(quick_args(workdir, shapes_data)) == 1
+  assert fake.calls[-1] == "mlp" and not (workdir / "mlp" / "seed0" / run.FINAL).exists()
+  out = capsys.readouterr().out
+  assert all(f"{arm} seed 0: skip" in out for arm in REAL)
+  assert "mlp seed 0: preempted" in out
+  assert run.main(quick_args(workdir, shapes_data, "--seeds", "2")) == 0
+  expected = [a.name for a in ARMS if a.name not in REAL]
+  assert sorted(fake.calls) == sorted(expected + ["mlp"] + [a.name for a in ARMS])   # seed 1 for all
+  out = capsys.readouterr().out
+  assert "ETA" in out and all(f"{arm} seed 0: skip" in out for arm in REAL)
+
+  # Everything finished: a rerun trains nothing.
+  fake.calls.clear()
+  assert run.main(quick_args(workdir, shapes_data, "--seeds", "2")) == 0
+  assert fake.calls == []
+  results = json.load(open(workdir / "results.json"))
+  assert sorted(results["arms"]) == sorted(a.name for a in ARMS)
+  assert all(sorted(arm["seeds"]) == ["0", "1"] for arm in results["arms"].values())
+  table = (workdir / "table2.md").read_text()
+  assert paper.SOURCE in table and paper.AGNOSTIC_SOURCE in table
+  assert table.count("### (") == len(table2.SUBTABLES)
+  assert "**yes**" in table or "**no**" in table
+  assert (workdir / "table2.png").stat().st_size > 10_000
+
+  # Another config in the same workdir is an error, not a silent mix.
+  with pytest.raises(ValueError, match="holds a run of another config"):
+    run.main(quick_args(workdir, shapes_data, "--steps", "3"))
+
+
+def test_report_only_and_readme(tmp_path, monkeypatch, shapes_data):
+  monkeypatch.setattr(loop, "train", FakeTrainer())
+  workdir = tmp_path / "w"
+  assert run.main(quick_args(workdir, shapes_data, "--only", "b")) == 0
+  (workdir / "results.json").unlink()
+  readme = tmp_path / "README.md"
+  readme.write_text(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\nafter\n")
+  monkeypatch.setattr(loop, "train", None)     # --report-only must not train
+  assert run.main(["table2", "--workdir", str(workdir), "--report-only", "--readme", str(readme)]) == 0
+  text = readme.read_text()
+  assert "old" not in text and text.startswith("intro\n") and text.endswith("after\n")
+  assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![mask AP per arm](table2.png)" in text
+  assert (tmp_path / "table2.png").exists() and (workdir / "results.json").exists()
+
+
+def _stats(**rows):
+  """{row: {"segm/AP": (mean, std, n), ...}} from row=(mean, std, n) or row={metric: (mean, std, n)}."""
+  return {r: v if isinstance(v, dict) else {"segm/AP": v} for r, v in rows.items()}
+
+
+def test_verdict_greater():
+  claim = Claim("A > B", ">", Score("a"), Score("b"))
+  assert report.verdict(claim, _stats(a=(40.0, 0, 1), b=(35.0, 0, 1))) == ("yes", "A > B: +5.0")
+  assert report.verdict(claim, _stats(a=(30.0, 0, 1), b=(35.0, 0, 1)))[0] == "no"
+  status, text = report.verdict(claim, _stats(a=(35.5, 1.0, 3), b=(35.0, 0.2, 3)))
+  assert status == "yes" and "within 1 std (1.0)" in text
+  status, text = report.verdict(claim, _stats(a=(40.0, 0, 1)), paper=_stats(a=(3.0, 0, 1), b=(1.0, 0, 1)))
+  assert status == "n/a" and "not run" in text
+  status, text = report.verdict(claim, _stats(a=(40.0, 0, 1), b=(35.0, 0, 1)),
+                                paper=_stats(a=(3.0, 0, 1), b=(1.0, 0, 1)))
+  assert text == "A > B: +5.0 (paper +2.0)"
+
+
+def test_verdict_similar_needs_seeds():
+  claim = Claim("A ≈ B", "≈", Score("a"), Score("b"))
+  assert report.verdict(claim, _stats(a=(35.0, 0, 1), b=(35.0, 0, 1)))[0] == "n/a"
+  assert report.verdict(claim, _stats(a=(35.0, 1.0, 2), b=(35.8, 0.5, 2)))[0] == "yes"
+  assert report.verdict(claim, _stats(a=(35.0, 0.3, 2), b=(36.0, 0.5, 2)))[0] == "no"
+
+
+def test_verdict_gap_claims():
+  claim = Claim("gain larger at AP75", ">", Gap("a", "b", "segm/AP75"), Gap("a", "b", "segm/AP50"))
+  stats = {"a": {"segm/AP75": (30.0, 0, 1), "segm/AP50": (50.0, 0, 1)},
+           "b": {"segm/AP75": (25.0, 0, 1), "segm/AP50": (48.0, 0, 1)}}
+  assert report.verdict(claim, stats) == ("yes", "gain larger at AP75: +5.0 vs +2.0")
+  stats["b"]["segm/AP75"] = (29.0, 0, 1)
+  assert report.verdict(claim, stats)[0] == "no"
+
+
+def test_paper_numbers_show_every_directional_claim():
+  """Each '>' claim holds on the paper's own numbers wherever the paper has both sides."""
+  numbers = report.paper_stats(table2.SUBTABLES)
+  checked = 0
+  for table in table2.SUBTABLES:
+    for claim in table.claims:
+      if claim.relation == ">":
+        status, text = report.verdict(claim, numbers)
+        assert status in ("yes", "n/a"), text
+        checked += status == "yes"
+  assert checked == 11
+
+
+def test_row_stats_mean_and_std():
+  results = {"arms": {"x": {"rows": ["r1", "r2"], "seeds": {"0": {"segm/AP": 10.0}, "1": {"segm/AP": 14.0}}},
+                      "y": {"rows": ["r3"], "seeds": {}}}}
+  stats = report.row_stats(results)
+  assert set(stats) == {"r1", "r2"}
+  mean, std, n = stats["r1"]["segm/AP"]
+  assert (mean, n) == (12.0, 2) and std == pytest.approx(2 ** 0.5 * 2)
