@@ -29,15 +29,17 @@ def assert_params_close(actual, expected, **tolerance):
 
 @pytest.fixture(scope="module")
 def steps_runs(tiny_config, jax_env, tmp_path_factory):
-  """Parameters and per-step losses after bare train steps: {"1dev", "4dev", "4dev-2shards"}."""
+  """Parameters and per-step losses after bare train steps, by devices and data layout (the batches
+  of a single-process run, or those that 2 processes assemble)."""
   tmp = tmp_path_factory.mktemp("steps")
   finish(start_worker(jax_env, "steps", config_file(tiny_config, tmp / "config.json"), tmp / "params",
                       JAX_NUM_CPU_DEVICES=4))
-  return {run: load_params(tmp / f"params-{run}.npz") for run in ("1dev", "4dev", "4dev-2shards")}
+  return {run: load_params(tmp / f"params-{run}.npz") for run in ("1dev-1shards", "4dev-1shards",
+                                                                   "4dev-2shards")}
 
 
 def test_four_devices_match_one_device(steps_runs):
-  reference, sharded = steps_runs["1dev"], steps_runs["4dev"]
+  reference, sharded = steps_runs["1dev-1shards"], steps_runs["4dev-1shards"]
   np.testing.assert_allclose(sharded["losses"], reference["losses"], rtol=1e-5)
   assert_params_close(sharded, reference, rtol=1e-4, atol=1e-6)
 
@@ -79,7 +81,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config,
 
   like = nnx.state(nnx.eval_shape(lambda: build_model(tiny_config)), nnx.Param)
   resumed = checkpoint.restore_params(str(tmp_path), like, step=steps)
-  uninterrupted = steps_runs["4dev"]
+  uninterrupted = steps_runs["4dev-1shards"]
   leaves = jax.tree_util.tree_leaves_with_path(resumed)                # named as worker.py names them
   assert sorted(jax.tree_util.keystr(p) for p, _ in leaves) == sorted(set(uninterrupted) - {"losses"})
   for path, value in leaves:

@@ -3,17 +3,18 @@
   python tests/train/worker.py steps     CONFIG_JSON OUT_PREFIX       # bare train steps, see below
   python tests/train/worker.py multihost CONFIG_JSON WORKDIR OUT.npz  # loop.train in a multi-process job
 
-``steps`` runs ``config.train.steps`` train steps three times: on one device and on all local devices
-with the batches a single-process run reads (OUT_PREFIX-1dev.npz, OUT_PREFIX-<n>dev.npz), and on
-all devices with the global batches a 2-process job assembles (shard 0 of 2, then shard 1 of 2;
-OUT_PREFIX-<n>dev-2shards.npz). The .npz files hold the final parameters of this process (and, for
-``steps``, ``losses`` per step).
+``steps`` runs ``config.train.steps`` train steps three times: on one device and on all n local
+devices with the batches a single-process run reads (OUT_PREFIX-1dev-1shards.npz,
+OUT_PREFIX-<n>dev-1shards.npz), and on all devices with the global batches a 2-process job
+assembles (shard 0 of 2, then shard 1 of 2; OUT_PREFIX-<n>dev-2shards.npz). The .npz files hold
+the final parameters of this process (and, for ``steps``, ``losses`` per step).
 """
 
 import json
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
@@ -31,20 +32,23 @@ def save_params(state, path, **extra):
                              for k, v in jax.tree_util.tree_leaves_with_path(params)})
 
 
-def run_steps(config, devices, shards, out):
+def run_steps(config, devices, shard_counts, prefix):
+  """Trains from the same initial state once per data layout; saves ``{prefix}-{shards}shards.npz``."""
   mesh = mesh_lib.make_mesh(devices)
   graphdef, params, rest = loop.init_model(config, mesh)
   tx, schedule = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
-  state = train_step_lib.init_state(params, tx, config.train.seed, mesh)
   step = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh)
-  iterators = [data_lib.train_iterator(config, shard_index=i, shard_count=shards) for i in range(shards)]
-  losses = []
-  for _ in range(config.train.steps):
-    parts = [next(it) for it in iterators]
-    batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
-    losses.append(float(metrics["loss"]))
-  save_params(state, out, losses=np.asarray(losses))
+  for shards in shard_counts:
+    state = train_step_lib.init_state(jax.tree.map(jnp.copy, params), tx, config.train.seed, mesh)
+    iterators = [data_lib.train_iterator(config, shard_index=i, shard_count=shards)
+                 for i in range(shards)]
+    losses = []
+    for _ in range(config.train.steps):
+      parts = [next(it) for it in iterators]
+      batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+      state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
+      losses.append(float(metrics["loss"]))
+    save_params(state, f"{prefix}-{shards}shards.npz", losses=np.asarray(losses))
 
 
 def main(mode, config_json, *args):
@@ -52,10 +56,8 @@ def main(mode, config_json, *args):
     config = ConfigDict(json.load(f))
   if mode == "steps":
     (prefix,) = args
-    n = jax.device_count()
-    run_steps(config, jax.devices()[:1], 1, f"{prefix}-1dev.npz")
-    run_steps(config, jax.devices(), 1, f"{prefix}-{n}dev.npz")
-    run_steps(config, jax.devices(), 2, f"{prefix}-{n}dev-2shards.npz")
+    run_steps(config, jax.devices()[:1], [1], f"{prefix}-1dev")
+    run_steps(config, jax.devices(), [1, 2], f"{prefix}-{jax.device_count()}dev")
   elif mode == "multihost":
     workdir, out = args
     initialize_distributed("auto")
