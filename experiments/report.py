@@ -59,11 +59,16 @@ def _value(term: Score | Gap, stats: dict) -> float | None:
   return None if entry is None else entry[0]
 
 
+def _signed(value: float) -> str:
+  """+1.2; two decimals where one would hide the sign (+0.04, not +0.0)."""
+  return f"{value:+.2f}" if 0 < abs(value) < 0.05 else f"{value:+.1f}"
+
+
 def _compared(claim: Claim, stats: dict) -> str:
   lhs, rhs = _value(claim.lhs, stats), _value(claim.rhs, stats)
   if isinstance(claim.lhs, Gap):
-    return f"{lhs:+.1f} vs {rhs:+.1f}"
-  return f"{lhs - rhs:+.1f}"
+    return f"{_signed(lhs)} vs {_signed(rhs)}"
+  return _signed(lhs - rhs)
 
 
 def verdict(claim: Claim, stats: dict, paper: dict | None = None) -> tuple[str, str]:

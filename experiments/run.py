@@ -101,6 +101,22 @@ def collect(workdir: str, arm_list) -> dict:
   return {"arms": arms}
 
 
+def _eta(workdir: str, todo, durations) -> str:
+  """Time left for the unfinished runs of ``todo``: per arm, the wall time of a finished seed of
+  it, else the mean duration of this session's runs ("?" before the first)."""
+  mean = sum(durations) / len(durations) if durations else None
+  total = 0.0
+  for arm, seed in todo:
+    if os.path.exists(os.path.join(workdir, arm.name, f"seed{seed}", FINAL)):
+      continue
+    done = collect(workdir, [arm])["arms"][arm.name]["seeds"].values()
+    estimate = next((run["wall_s"] for run in done if "wall_s" in run), mean)
+    if estimate is None:
+      return "?"
+    total += estimate
+  return _hms(total)
+
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,9 +176,7 @@ def main(argv=None):
       if os.path.exists(os.path.join(run_dir, FINAL)):
         print(f"{tag}: skip (finished: {os.path.join(run_dir, FINAL)})", flush=True)
         continue
-      remaining = sum(1 for a, s in todo[i - 1:]
-                      if not os.path.exists(os.path.join(workdir, a.name, f"seed{s}", FINAL)))
-      eta = _hms(remaining * sum(durations) / len(durations)) if durations else "?"
+      eta = _eta(workdir, todo[i - 1:], durations)
       print(f"{tag}: train (rows {', '.join(arm.rows)}; overrides {arm.overrides or 'none'}); "
             f"elapsed {_hms(time.perf_counter() - began)}, ETA {eta}", flush=True)
       tick = time.perf_counter()

@@ -143,6 +143,7 @@ def test_verdict_greater():
   claim = Claim("A > B", ">", Score("a"), Score("b"))
   assert report.verdict(claim, _stats(a=(40.0, 0, 1), b=(35.0, 0, 1))) == ("yes", "A > B: +5.0")
   assert report.verdict(claim, _stats(a=(30.0, 0, 1), b=(35.0, 0, 1)))[0] == "no"
+  assert report.verdict(claim, _stats(a=(35.04, 0, 1), b=(35.0, 0, 1)))[1] == "A > B: +0.04"
   status, text = report.verdict(claim, _stats(a=(35.5, 1.0, 3), b=(35.0, 0.2, 3)))
   assert status == "yes" and "within 1 std (1.0)" in text
   status, text = report.verdict(claim, _stats(a=(40.0, 0, 1)), paper=_stats(a=(3.0, 0, 1), b=(1.0, 0, 1)))
