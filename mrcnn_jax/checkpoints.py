@@ -8,6 +8,7 @@ import os
 import ml_collections
 from flax import nnx
 
+from mrcnn_jax.configs import base
 from mrcnn_jax.model.mask_rcnn import MaskRCNN, build_model
 
 
@@ -20,12 +21,26 @@ def _split_path(path: str) -> tuple[str, int | None]:
   return path, None
 
 
+def _overlay(config: ml_collections.ConfigDict, saved: dict):
+  """Writes ``saved`` over ``config`` in place (JSON lists become tuples where the config has tuples)."""
+  for key, value in saved.items():
+    current = config.get(key)
+    if isinstance(value, dict) and isinstance(current, ml_collections.ConfigDict):
+      _overlay(current, value)
+    else:
+      config[key] = tuple(value) if isinstance(value, list) else value
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """A workdir's ``config.json`` laid over today's base config (so fields added since have defaults)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir?")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  config = base.get_config()
+  _overlay(config, saved)
+  return config
 
 
 def load(path: str) -> MaskRCNN:

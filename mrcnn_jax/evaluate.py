@@ -16,11 +16,11 @@ import argparse
 import contextlib
 import io
 import json
-import os
 
 import numpy as np
 import pycocotools.mask as mask_utils
 from absl import logging
+from etils import epath
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -125,11 +125,10 @@ def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
                                     dets["valid"][b], category_ids, masks)
   gt = gt_to_coco(gt_records(config, split), names, category_ids)
   metrics = coco_metrics(gt, results, ("bbox", "segm") if with_masks else ("bbox",))
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, f"results_{split}.json"), "w") as f:
-    json.dump(results, f)
-  with open(os.path.join(workdir, f"metrics_{split}.json"), "w") as f:
-    json.dump(metrics, f, indent=2)
+  out = epath.Path(workdir)  # local or gs://
+  out.mkdir(parents=True, exist_ok=True)
+  (out / f"results_{split}.json").write_text(json.dumps(results))
+  (out / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2))
   return metrics
 
 
