@@ -20,7 +20,7 @@ t_data=$(date +%s)
 
 stamp "training shapes_tiny -> $workdir (resumes if interrupted)"
 python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_tiny.py --workdir "$workdir" \
-  --config.data.data_dir=data "$@"
+  --config.data.data_dir=data --verbosity=-1 "$@"
 t_train=$(date +%s)
 
 stamp "predictions on validation images -> $workdir/predictions/"
