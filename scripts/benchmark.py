@@ -1,7 +1,8 @@
 """Micro-benchmarks printed as markdown tables: jit-compiled, median wall time over repeats.
 
     python scripts/benchmark.py ops [--small]             # ops (NMS, RoIAlign; torchvision beside when importable)
-    python scripts/benchmark.py model --config shapes_tiny [--batch 8] [--bf16]
+    python scripts/benchmark.py model --config shapes_tiny [--batch 8] [--bf16] [--canvas 256]
+    (torchvision's R50-FPN Mask R-CNN is timed beside; compare like with like: --config r50_fpn_coco)
 
 Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL).
 To add one, write the function and append it to its suite.
@@ -150,6 +151,8 @@ def bench_model(args):
   config = importlib.import_module(f"mrcnn_jax.configs.{args.config}").get_config()
   if args.bf16:
     config.model.dtype = "bfloat16"
+  if args.canvas:
+    config.data.canvas = config.data.min_size = config.data.max_size = args.canvas
   model = build_model(config, seed=0)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -160,6 +163,7 @@ def bench_model(args):
     return nnx.merge(graphdef, params, rest).detect(image, size)
 
   case = f"{args.config}, canvas {config.data.canvas}, {config.model.dtype}"
+  reference = _torchvision_maskrcnn(config.data.canvas, config.num_classes, args.repeats)
   rows = []
   for name, fn, batch_size in [("train fwd+bwd", jax.value_and_grad(total_loss), args.batch),
                                ("detect", detect, 1), ("detect", detect, args.batch)]:
@@ -170,9 +174,54 @@ def bench_model(args):
     compiled = jax.jit(fn).lower(*inputs).compile()
     compile_s = time.perf_counter() - start
     ms = median_ms(compiled, *inputs, repeats=args.repeats)
+    ref_ms = reference(name, batch_size) if reference else None
     rows.append(Row(name, f"{case}, batch {batch_size} (compile {compile_s:.1f} s; "
-                          f"{1000 * batch_size / ms:.1f} img/s)", ms))
+                          f"{1000 * batch_size / ms:.1f} img/s)", ms,
+                    "torchvision maskrcnn_resnet50_fpn" if reference else "", ref_ms))
   return rows
+
+
+def _torchvision_maskrcnn(canvas, num_classes, repeats):
+  """``(name, batch) -> median ms`` of torchvision's Mask R-CNN R50-FPN on canvas-sized images (its
+  own resize pinned to the canvas), or None without torchvision. Training uses one random box per image.
+  """
+  try:
+    import torch
+    import torchvision
+  except ImportError:
+    return None
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  model = torchvision.models.detection.maskrcnn_resnet50_fpn(
+      weights=None, weights_backbone=None, num_classes=num_classes + 1, min_size=canvas,
+      max_size=canvas).to(device)
+
+  def run(name, batch_size):
+    images = [torch.rand(3, canvas, canvas, device=device) for _ in range(batch_size)]
+    box = torch.tensor([[canvas / 8, canvas / 8, canvas / 2, canvas / 2]], device=device)
+    mask = torch.zeros(1, canvas, canvas, dtype=torch.uint8, device=device)
+    mask[:, canvas // 8:canvas // 2, canvas // 8:canvas // 2] = 1
+    targets = [{"boxes": box, "labels": torch.ones(1, dtype=torch.int64, device=device), "masks": mask}
+               for _ in range(batch_size)]
+
+    def call():
+      if name.startswith("train"):
+        model.train()
+        sum(model(images, targets).values()).backward()
+      else:
+        model.eval()
+        with torch.no_grad():
+          model(images)
+      if device == "cuda":
+        torch.cuda.synchronize()
+
+    call()
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      call()
+      times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+  return run
 
 
 def synthetic_batch(config, batch_size):
@@ -219,6 +268,7 @@ def main(argv=None):
   model_parser = sub.add_parser("model", help="the whole model on a synthetic batch")
   model_parser.add_argument("--config", default="shapes_tiny", help="module name in mrcnn_jax/configs")
   model_parser.add_argument("--bf16", action="store_true", help="compute in bfloat16 (params stay fp32)")
+  model_parser.add_argument("--canvas", type=int, default=0, help="override the config's canvas side")
   model_parser.add_argument("--batch", type=int, default=8)
   model_parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args(argv)
