@@ -80,3 +80,39 @@ def test_bad_arguments_raise_clear_errors(model):
     mrcnn_jax.predict(model, _image(8, 8), max_detections=1000)
   with pytest.raises(ValueError, match="score_threshold"):
     mrcnn_jax.predict(model, _image(8, 8), score_threshold=1.5)
+
+
+def test_load_and_cli_write_pictures_and_coco_json(model, tmp_path):
+  import json
+
+  import jax
+  import orbax.checkpoint as ocp
+  from flax import nnx
+  from PIL import Image
+
+  from mrcnn_jax.train import checkpoint, loop
+
+  workdir = tmp_path / "run"
+  loop.save_config(model.config.as_configdict(), str(workdir))
+  manager = ocp.CheckpointManager(checkpoint.checkpoint_dir(str(workdir)))
+  manager.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": nnx.state(model, nnx.Param)})))
+  manager.wait_until_finished()
+  manager.close()
+
+  loaded = mrcnn_jax.load(str(workdir / "checkpoints" / "7"))
+  for a, b in zip(jax.tree.leaves(nnx.state(loaded, nnx.Param)), jax.tree.leaves(nnx.state(model, nnx.Param))):
+    np.testing.assert_array_equal(a, b)
+
+  paths = []
+  for i, (h, w) in enumerate([(40, 70), (90, 30)]):
+    paths.append(str(tmp_path / f"img{i}.png"))
+    Image.fromarray(_image(h, w, seed=i)).save(paths[-1])
+  out = tmp_path / "out"
+  assert predict_lib.main(["--workdir", str(workdir), "--images", *paths, "--out", str(out),
+                           "--score_threshold", "0.0"]) == 0
+  assert Image.open(out / "img1.png").size == (30, 90)
+  results = json.loads((out / "detections.json").read_text())
+  assert {r["file_name"] for r in results} == {"img0.png", "img1.png"}
+  assert all(len(r["bbox"]) == 4 and "counts" in r["segmentation"] for r in results)
+  with pytest.raises(SystemExit):
+    predict_lib.main(["--workdir", str(workdir), "--images", str(tmp_path / "missing.png"), "--out", str(out)])
