@@ -174,7 +174,7 @@ def bench_model(args):
     compiled = jax.jit(fn).lower(*inputs).compile()
     compile_s = time.perf_counter() - start
     ms = median_ms(compiled, *inputs, repeats=args.repeats)
-    ref_ms = reference(name, batch_size) if reference else None
+    ref_ms = reference(name, batch) if reference else None
     rows.append(Row(name, f"{case}, batch {batch_size} (compile {compile_s:.1f} s; "
                           f"{1000 * batch_size / ms:.1f} img/s)", ms,
                     "torchvision maskrcnn_resnet50_fpn" if reference else "", ref_ms))
@@ -183,7 +183,8 @@ def bench_model(args):
 
 def _torchvision_maskrcnn(canvas, num_classes, repeats):
   """``(name, batch) -> median ms`` of torchvision's Mask R-CNN R50-FPN on canvas-sized images (its
-  own resize pinned to the canvas), or None without torchvision. Training uses one random box per image.
+  own resize pinned to the canvas), or None without torchvision. Training uses our batch's valid GT
+  boxes (masks = the boxes), so both sides see the same number of foreground RoIs.
   """
   try:
     import torch
@@ -195,13 +196,18 @@ def _torchvision_maskrcnn(canvas, num_classes, repeats):
       weights=None, weights_backbone=None, num_classes=num_classes + 1, min_size=canvas,
       max_size=canvas).to(device)
 
-  def run(name, batch_size):
-    images = [torch.rand(3, canvas, canvas, device=device) for _ in range(batch_size)]
-    box = torch.tensor([[canvas / 8, canvas / 8, canvas / 2, canvas / 2]], device=device)
-    mask = torch.zeros(1, canvas, canvas, dtype=torch.uint8, device=device)
-    mask[:, canvas // 8:canvas // 2, canvas // 8:canvas // 2] = 1
-    targets = [{"boxes": box, "labels": torch.ones(1, dtype=torch.int64, device=device), "masks": mask}
-               for _ in range(batch_size)]
+  def target(boxes, classes):
+    masks = torch.zeros(len(boxes), canvas, canvas, dtype=torch.uint8)
+    for mask, (x1, y1, x2, y2) in zip(masks, boxes.astype(int)):
+      mask[y1:y2, x1:x2] = 1
+    return {"boxes": torch.from_numpy(boxes).to(device), "masks": masks.to(device),
+            "labels": torch.from_numpy(classes.astype(np.int64)).to(device)}
+
+  def run(name, batch):
+    valid = np.asarray(batch["gt_valid"])
+    images = [torch.rand(3, canvas, canvas, device=device) for _ in range(len(valid))]
+    targets = [target(np.asarray(batch["gt_boxes"])[b][valid[b]], np.asarray(batch["gt_classes"])[b][valid[b]])
+               for b in range(len(valid))]
 
     def call():
       if name.startswith("train"):
