@@ -77,36 +77,43 @@ class ConvNorm(nnx.Module):
     return nnx.relu(x) if self.relu else x
 
 
-class BasicBlock(nnx.Module):
+class ResidualBlock(nnx.Module):
+  """relu(branch(x) + shortcut(x)); the shortcut is a strided 1x1 ConvNorm when the shape changes.
+
+  Subclasses give ``expansion`` (output channels = width * expansion) and ``layers``, the branch.
+  """
   expansion = 1
 
   def __init__(self, cin, width, stride, *, norm, dtype=None, rngs):
     cout = width * self.expansion
-    self.conv1 = ConvNorm(cin, width, 3, stride, norm=norm, dtype=dtype, rngs=rngs)
-    self.conv2 = ConvNorm(width, cout, 3, norm=norm, relu=False, dtype=dtype, rngs=rngs)
+    self.branch = nnx.List(self.layers(cin, width, cout, stride, norm=norm, dtype=dtype, rngs=rngs))
     self.shortcut = (ConvNorm(cin, cout, 1, stride, norm=norm, relu=False, dtype=dtype, rngs=rngs)
                      if stride != 1 or cin != cout else None)
 
   def __call__(self, x):
     residual = x if self.shortcut is None else self.shortcut(x)
-    return nnx.relu(self.conv2(self.conv1(x)) + residual)
+    for layer in self.branch:
+      x = layer(x)
+    return nnx.relu(x + residual)
 
 
-class Bottleneck(nnx.Module):
-  """1x1 -> 3x3 (stride here, as in Detectron2's default) -> 1x1, expansion 4."""
+class BasicBlock(ResidualBlock):
+  """3x3 -> 3x3 (ResNet-18/34)."""
+  expansion = 1
+
+  @staticmethod
+  def layers(cin, width, cout, stride, **kw):
+    return [ConvNorm(cin, width, 3, stride, **kw), ConvNorm(width, cout, 3, relu=False, **kw)]
+
+
+class Bottleneck(ResidualBlock):
+  """1x1 -> 3x3 (stride here, as in Detectron2's default) -> 1x1, expansion 4 (ResNet-50/101)."""
   expansion = 4
 
-  def __init__(self, cin, width, stride, *, norm, dtype=None, rngs):
-    cout = width * self.expansion
-    self.conv1 = ConvNorm(cin, width, 1, norm=norm, dtype=dtype, rngs=rngs)
-    self.conv2 = ConvNorm(width, width, 3, stride, norm=norm, dtype=dtype, rngs=rngs)
-    self.conv3 = ConvNorm(width, cout, 1, norm=norm, relu=False, dtype=dtype, rngs=rngs)
-    self.shortcut = (ConvNorm(cin, cout, 1, stride, norm=norm, relu=False, dtype=dtype, rngs=rngs)
-                     if stride != 1 or cin != cout else None)
-
-  def __call__(self, x):
-    residual = x if self.shortcut is None else self.shortcut(x)
-    return nnx.relu(self.conv3(self.conv2(self.conv1(x))) + residual)
+  @staticmethod
+  def layers(cin, width, cout, stride, **kw):
+    return [ConvNorm(cin, width, 1, **kw), ConvNorm(width, width, 3, stride, **kw),
+            ConvNorm(width, cout, 1, relu=False, **kw)]
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
