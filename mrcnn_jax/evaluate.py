@@ -18,22 +18,20 @@ import io
 import json
 
 import numpy as np
-import pycocotools.mask as mask_utils
 from absl import logging
 from etils import epath
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mrcnn_jax import data as data_lib
-from mrcnn_jax.data import sources
+from mrcnn_jax.data import features, sources
 from mrcnn_jax.predict import detect_canvas, to_original
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the first six of COCOeval.stats
 
 
 def _rle(mask: np.ndarray) -> dict:
-  rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-  return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+  return {"size": [int(v) for v in mask.shape], "counts": features.encode_mask(mask).decode("ascii")}
 
 
 def detections_to_coco(image_id: int, boxes, scores, classes, valid, category_ids, masks=None) -> list:
