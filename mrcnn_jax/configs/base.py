@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
       backbone="resnet50",    # resnet18 | resnet34 | resnet50 | resnet101
       width=64,               # stem / res2 width
       norm="group",           # group (from scratch) | frozen_bn (imported ImageNet weights)
+      head_norm="",           # FPN and FCN mask-head convs: "" (none, Detectron2's default) | group
       head="fpn",             # fpn | c4
       fpn_channels=256,
       dtype="float32",        # compute dtype: float32 | bfloat16 (parameters stay float32)

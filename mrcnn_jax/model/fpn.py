@@ -1,16 +1,19 @@
 """Feature Pyramid Network: res2..res5 -> P2..P6 (strides 4..64), all with ``channels`` channels.
 
 Lateral 1x1 convs, nearest-neighbour top-down upsampling, a 3x3 output conv per level, and P6 as a
-stride-2 subsampling of P5 (used by the RPN only), as in Lin et al. (2017) and Detectron2.
+stride-2 subsampling of P5 (used by the RPN only), as in Lin et al. (2017) and Detectron2. With
+``norm`` ("group") every conv is followed by GroupNorm (Detectron2's FPN.NORM, used from scratch).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mrcnn_jax.model.resnet import STAGE_NAMES
+from mrcnn_jax.model.resnet import STAGE_NAMES, head_conv
 
 
 def upsample2x(x: jax.Array, like: jax.Array) -> jax.Array:
@@ -21,13 +24,13 @@ def upsample2x(x: jax.Array, like: jax.Array) -> jax.Array:
 
 class FPN(nnx.Module):
 
-  def __init__(self, in_channels: tuple[int, ...], channels: int = 256, *, dtype=None, rngs: nnx.Rngs):
-    """in_channels: of res2..res5."""
+  def __init__(self, in_channels: tuple[int, ...], channels: int = 256, *, norm: str = "", dtype=None,
+               rngs: nnx.Rngs):
+    """in_channels: of res2..res5. norm: "" (convs with bias) or a ``resnet.make_norm`` kind."""
     init = nnx.initializers.variance_scaling(1.0, "fan_in", "uniform")  # kaiming_uniform(a=1)
-    self.lateral = nnx.List([nnx.Conv(c, channels, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
-                             for c in in_channels])
-    self.output = nnx.List([nnx.Conv(channels, channels, (3, 3), kernel_init=init, dtype=dtype, rngs=rngs)
-                            for _ in STAGE_NAMES])
+    conv = functools.partial(head_conv, cout=channels, norm=norm, kernel_init=init, dtype=dtype, rngs=rngs)
+    self.lateral = nnx.List([conv(c, kernel=1) for c in in_channels])
+    self.output = nnx.List([conv(channels, kernel=3) for _ in STAGE_NAMES])
     self.channels = channels
 
   def __call__(self, features: dict[str, jax.Array]) -> list[jax.Array]:

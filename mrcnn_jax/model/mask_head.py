@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from mrcnn_jax.model.resnet import head_conv
+
 _conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -68,12 +70,11 @@ class Upsample(nnx.Module):
 
 class FCNMaskHead(nnx.Module):
 
-  def __init__(self, cin: int, channels: int, *, dim: int = 256, num_convs: int = 4, dtype=None,
-               rngs: nnx.Rngs):
-    convs = []
-    for i in range(num_convs):
-      convs.append(nnx.Conv(cin if i == 0 else dim, dim, (3, 3), kernel_init=_conv_init, dtype=dtype, rngs=rngs))
-    self.convs = nnx.List(convs)
+  def __init__(self, cin: int, channels: int, *, dim: int = 256, num_convs: int = 4, norm: str = "",
+               dtype=None, rngs: nnx.Rngs):
+    """norm: "" (convs with bias, the paper's head) or "group" (GroupNorm after each conv)."""
+    self.convs = nnx.List([head_conv(cin if i == 0 else dim, dim, 3, norm=norm, kernel_init=_conv_init,
+                                     dtype=dtype, rngs=rngs) for i in range(num_convs)])
     self.upsample = Upsample(dim if num_convs else cin, dim, channels, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:

@@ -72,7 +72,8 @@ class MaskRCNN(nnx.Module):
       anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)
     else:
       if m.head == "fpn":
-        self.fpn = FPN(self.backbone.stage_channels, m.fpn_channels, dtype=dtype, rngs=rngs)
+        self.fpn = FPN(self.backbone.stage_channels, m.fpn_channels, norm=m.head_norm, dtype=dtype,
+                       rngs=rngs)
         feature_channels, anchors_per_cell = m.fpn_channels, len(m.anchor_ratios)
       else:
         feature_channels = self.backbone.stage_channels[-1]  # res5
@@ -85,7 +86,7 @@ class MaskRCNN(nnx.Module):
     if m.mask_head == "fcn":
       self.mask_head = (Upsample(mask_features, m.mask.conv_dim, channels, dtype=dtype, rngs=rngs) if c4
                         else FCNMaskHead(mask_features, channels, dim=m.mask.conv_dim, num_convs=m.mask.num_convs,
-                                         dtype=dtype, rngs=rngs))
+                                         norm=m.head_norm, dtype=dtype, rngs=rngs))
     elif m.mask_head == "mlp":
       self.mask_head = MLPMaskHead(mask_features * mask_in ** 2, channels, output_size=2 * mask_in,
                                    dim=m.mask.mlp_dim, dtype=dtype, rngs=rngs)

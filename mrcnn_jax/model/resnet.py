@@ -64,17 +64,25 @@ def make_norm(kind: str, num_features: int, rngs: nnx.Rngs, dtype=None) -> nnx.M
 class ConvNorm(nnx.Module):
   """Conv (no bias) followed by a norm layer; ``relu`` optional."""
 
-  def __init__(self, cin, cout, kernel, stride=1, *, norm, relu=True, dtype=None, rngs):
+  def __init__(self, cin, cout, kernel, stride=1, *, norm, relu=True, dtype=None, rngs,
+               kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal")):
     pad = kernel // 2
     self.conv = nnx.Conv(cin, cout, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
-                         use_bias=False, dtype=dtype, rngs=rngs,
-                         kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"))
+                         use_bias=False, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
     self.norm = make_norm(norm, cout, rngs, dtype)
     self.relu = relu
 
   def __call__(self, x):
     x = self.norm(self.conv(x))
     return nnx.relu(x) if self.relu else x
+
+
+def head_conv(cin, cout, kernel, *, norm: str, kernel_init, dtype=None, rngs) -> nnx.Module:
+  """A head's kxk conv ("SAME", no activation): with a bias when ``norm`` is "", else bias-free and
+  normalised (``make_norm`` kinds), as Detectron2's FPN.NORM / ROI_MASK_HEAD.NORM switch it."""
+  if norm:
+    return ConvNorm(cin, cout, kernel, norm=norm, relu=False, dtype=dtype, rngs=rngs, kernel_init=kernel_init)
+  return nnx.Conv(cin, cout, (kernel, kernel), kernel_init=kernel_init, dtype=dtype, rngs=rngs)
 
 
 class ResidualBlock(nnx.Module):

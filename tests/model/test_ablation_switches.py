@@ -20,6 +20,7 @@ from mrcnn_jax import build_model
     {"head": "c5", "anchor_sizes": (16, 32, 64)},
     {"dtype": "bfloat16"},
     {"norm": "frozen_bn", "backbone": "resnet50"},
+    {"head_norm": "group"},
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_ablation_switches_build_and_step(train_step, make_config, make_batch, overrides):
   config = make_config(**overrides)
@@ -37,3 +38,15 @@ def test_ablation_switches_build_and_step(train_step, make_config, make_batch, o
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+
+
+@pytest.mark.parametrize("head_norm", ["", "group"])
+def test_head_norm_switches_fpn_and_mask_convs(make_config, head_norm):
+  model = nnx.eval_shape(lambda: build_model(make_config(head_norm=head_norm)))
+  convs = [*model.fpn.lateral, *model.fpn.output, *model.mask_head.convs]
+  assert len(convs) == 4 + 4 + 2
+  for conv in convs:
+    if head_norm:
+      assert isinstance(conv.norm, nnx.GroupNorm) and conv.conv.bias is None
+    else:
+      assert isinstance(conv, nnx.Conv) and conv.bias is not None
