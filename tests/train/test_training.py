@@ -64,7 +64,11 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config,
   d, steps = tiny_config.data, tiny_config.train.steps
   overrides = [f"--config.data.data_dir={d.data_dir}", f"--config.data.name={d.name}",
                *(f"--config.data.{k}=64" for k in ("canvas", "min_size", "max_size")),
-               "--config.data.batch_size=4", f"--config.train.steps={steps}", "--config.train.warmup_steps=0",
+               "--config.data.batch_size=4", f"--config.model.width={tiny_config.model.width}",
+               f"--config.model.head_norm={tiny_config.model.head_norm}",
+               f"--config.train.optimizer={tiny_config.train.optimizer}",
+               f"--config.train.base_lr={tiny_config.train.base_lr}",
+               f"--config.train.steps={steps}", "--config.train.warmup_steps=0",
                "--config.train.checkpoint_every=1", "--config.train.log_every=1",
                "--config.train.keep=10", "--config.train.eval_every=-1"]
   four = {"JAX_NUM_CPU_DEVICES": 4}
