@@ -3,10 +3,9 @@
 The paper's Table 2 ablations (and Section 4.2's class-agnostic masks) on the shapes dataset. Every
 arm is ``base_config()`` (shapes_tiny's data, RoI sizes and schedule with the paper's SGD recipe on a
 ResNet-18 of width 16, at one fixed step budget) plus the overrides of its row; nothing is tuned per
-arm. Sub-table letters are the
-paper's: (a) backbone, (b) mask loss, (c) RoI operator at stride 16, (d) at stride 32, (e) mask
-branch. Rows whose configs coincide (the FPN/sigmoid/class-specific/RoIAlign/FCN base appears in
-(a), (b), (e) and 4.2) are trained once.
+arm. Sub-table letters are the paper's: (a) backbone, (b) mask loss, (c) RoI operator at stride 16,
+(d) at stride 32, (e) mask branch. Rows whose configs coincide (the FPN/sigmoid/class-specific/
+RoIAlign/FCN base appears in (a), (b), (e) and 4.2) are trained once.
 
 Deviations from the paper, by necessity of the 128 px canvas and a CPU budget: ResNet-18 (width 16)
 stands for R-50 and ResNet-34 for R-101; (b), (e) and 4.2 are on FPN where the paper's (b) and 4.2
@@ -44,10 +43,8 @@ def base_config(steps: int = DEFAULT_STEPS):
   """shapes_tiny's data and RoI sizes with the paper's recipe (SGD, lr 0.02 at batch 8; no norm in
   the FPN and mask head) on a ResNet-18 of width 16, trained for ``steps``: warmup and the two decays
   keep their share of the schedule (200, 2400, 2800 of 3000); evaluated once, at the end."""
-  config = shapes_tiny.get_config()
-  config.model.width, config.model.head_norm = 16, ""
+  config = shapes_tiny.paper_recipe(shapes_tiny.get_config())
   t = config.train
-  t.optimizer, t.base_lr = "sgd", 0.04
   t.steps = steps
   t.warmup_steps = round(steps * 200 / 3000)
   t.decay_steps = (round(steps * 0.8), round(steps * 2800 / 3000))

@@ -38,8 +38,6 @@ def test_ablation_switches_build_and_step(train_step, make_config, make_batch, o
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-
-
 @pytest.mark.parametrize("head_norm", ["", "group"])
 def test_head_norm_switches_fpn_and_mask_convs(make_config, head_norm):
   model = nnx.eval_shape(lambda: build_model(make_config(head_norm=head_norm)))

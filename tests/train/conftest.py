@@ -29,13 +29,11 @@ def tiny_config(shapes_data):
   be near zero here (Adam's sqrt(v), GroupNorm of one-channel groups on 64 px images), which magnifies
   those differences (losses 4e-4 apart after two AdamW steps) beyond what SGD's update does.
   """
-  config = shapes_tiny.get_config()
+  config = shapes_tiny.paper_recipe(shapes_tiny.get_config())
   config.data.data_dir, config.data.name = shapes_data
   config.data.canvas = config.data.min_size = config.data.max_size = 64
   config.data.batch_size = 4
-  config.model.width, config.model.head_norm = 16, ""
   t = config.train
-  t.optimizer, t.base_lr = "sgd", 0.04
   t.steps, t.warmup_steps, t.log_every, t.checkpoint_every, t.keep, t.eval_every = 4, 0, 1, 2, 10, -1
   return config
 
