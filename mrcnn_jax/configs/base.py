@@ -61,7 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.roi = ml_collections.ConfigDict(dict(
       fg_iou=0.5, batch_per_image=512, positive_fraction=0.25,
       pooler_resolution=7, sampling_ratio=2, aligned=True, fc_dim=1024,
-      canonical_size=224,     # FPN: RoIs of this side are pooled from P4 (scale with anchor sizes)
+      canonical_size=224,     # FPN: RoIs of this side are pooled from P4 (keep on small canvases)
       box_weights=(10.0, 10.0, 5.0, 5.0),
       score_threshold=0.05, nms_threshold=0.5, detections_per_image=100,
       candidates_per_image=2000,  # best (box, class) pairs kept for NMS (a static bound)

@@ -44,8 +44,9 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
     boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
     output_size: S or (Sh, Sw). method: "roi_align", "roi_pool" or "roi_warp".
     sampling_ratio, aligned: as roi_align.
-    canonical_size: the RoI side that maps to level 4 (224: ImageNet scale; scale it with the
-      anchor sizes on small canvases).
+    canonical_size: the RoI side that maps to level 4 (224: ImageNet scale). Keep it on small
+      canvases too: it sets how many feature cells a pooled RoI spans (224 / 16 = 14 at P4), and
+      the strides do not shrink with the canvas.
   Returns:
     [R, Sh, Sw, C], differentiable w.r.t. every level's features.
   """

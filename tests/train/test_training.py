@@ -11,9 +11,10 @@ import numpy as np
 import portpicker
 import pytest
 from flax import nnx
-from train_launch import (config_file, finish, load_json_lines, load_params, saved_steps, start_cli,
-                          start_worker)
+from train_launch import (config_file, config_flags, finish, load_json_lines, load_params, saved_steps,
+                          start_cli, start_worker)
 
+from mrcnn_jax.configs import shapes_tiny
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import checkpoint
 
@@ -61,16 +62,10 @@ def test_two_processes_match_one_process(steps_runs, tiny_config, jax_env, tmp_p
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config, jax_env, tmp_path):
-  d, steps = tiny_config.data, tiny_config.train.steps
-  overrides = [f"--config.data.data_dir={d.data_dir}", f"--config.data.name={d.name}",
-               *(f"--config.data.{k}=64" for k in ("canvas", "min_size", "max_size")),
-               "--config.data.batch_size=4", f"--config.model.width={tiny_config.model.width}",
-               f"--config.model.head_norm={tiny_config.model.head_norm}",
-               f"--config.train.optimizer={tiny_config.train.optimizer}",
-               f"--config.train.base_lr={tiny_config.train.base_lr}",
-               f"--config.train.steps={steps}", "--config.train.warmup_steps=0",
-               "--config.train.checkpoint_every=1", "--config.train.log_every=1",
-               "--config.train.keep=10", "--config.train.eval_every=-1"]
+  steps = tiny_config.train.steps
+  run_config = tiny_config.copy_and_resolve_references()
+  run_config.train.checkpoint_every = 1
+  overrides = config_flags(run_config, shapes_tiny.get_config())
   four = {"JAX_NUM_CPU_DEVICES": 4}
   killed = start_cli(jax_env, TINY_CONFIG, tmp_path, *overrides, **four)
   deadline = time.time() + 240

@@ -38,6 +38,18 @@ def start_cli(env, config_path, workdir, *overrides, **extra_env) -> subprocess.
                "--workdir", workdir, *overrides, **extra_env)
 
 
+def config_flags(config, reference, prefix="--config") -> list[str]:
+  """``--config.key=value`` for every leaf where ``config`` differs from ``reference`` (the config the
+  CLI loads), so a CLI run trains exactly ``config``."""
+  flags = []
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      flags += config_flags(value, reference[key], f"{prefix}.{key}")
+    elif value != reference[key]:
+      flags.append(f"{prefix}.{key}={str(value).replace(' ', '')}")
+  return flags
+
+
 def finish(proc: subprocess.Popen, timeout: float = 300, expect_ok: bool = True) -> str:
   """Waits for ``proc``; returns its output, failing the test (with the output) on a bad exit."""
   out, _ = proc.communicate(timeout=timeout)
