@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   ))
   config.model.mask = ml_collections.ConfigDict(dict(
       pooler_resolution=14, conv_dim=256, num_convs=4, mlp_dim=1024,
+      rois_per_image=0,       # foreground RoIs per image the mask loss trains on; 0: all (Detectron2)
   ))
 
   config.train = ml_collections.ConfigDict(dict(
@@ -77,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
       base_lr=0.02,           # at batch 16; scaled linearly with data.batch_size
       warmup_steps=1000,
       warmup_factor=0.001,
+      lr_schedule="step",     # step: x0.1 at each of decay_steps | cosine: to 0 at `steps`
       decay_steps=(60_000, 80_000),
       momentum=0.9,
       weight_decay=1e-4,

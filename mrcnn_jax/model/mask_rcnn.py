@@ -9,7 +9,8 @@ Heads (``config.model.head``): "fpn" (P2-P6, 2-FC box head, FCN mask head: the p
 
 Shapes: B images on a square canvas of side ``config.data.canvas`` (a multiple of 32); G padded GT
 instances; P proposals per image; S sampled RoIs per image, F = S * positive_fraction of which can be
-foreground; D detections per image; M mask resolution (28 FPN, 14 C4).
+foreground (the mask loss trains on all F, or on a random ``mask.rois_per_image`` of them: a static
+cap on the mask head's training cost); D detections per image; M mask resolution (28 FPN, 14 C4).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class MaskRCNN(nnx.Module):
       raise ValueError(f"config.model.pooler must be one of {sorted(POOLERS)}, got {m.pooler!r}")
     if config.data.canvas % 32:
       raise ValueError(f"config.data.canvas must be a multiple of 32, got {config.data.canvas}")
+    foreground_slots = int(m.roi.batch_per_image * m.roi.positive_fraction)
+    if not 0 <= m.mask.rois_per_image <= foreground_slots:
+      raise ValueError(f"config.model.mask.rois_per_image must lie in [0, {foreground_slots}] (the "
+                       "foreground slots, roi.batch_per_image * roi.positive_fraction; 0 takes them all), "
+                       f"got {m.mask.rois_per_image}")
+    self.mask_rois = m.mask.rois_per_image or foreground_slots
     self.config = ml_collections.FrozenConfigDict(config)
     dtype = DTYPES[m.dtype]
     c4 = m.head == "c4"
@@ -170,13 +177,15 @@ class MaskRCNN(nnx.Module):
                                     box_deltas.reshape(-1, *box_deltas.shape[2:]),
                                     samples["classes"].reshape(-1), samples["box_targets"].reshape(-1, 4))
 
-    take = lambda x: jnp.take_along_axis(x, samples["fg"].reshape(num_images, -1, *([1] * (x.ndim - 2))), axis=1)
+    # The foreground slots come in random order, so the first ``mask.rois_per_image`` are a random subset.
+    fg, fg_valid = samples["fg"][:, :self.mask_rois], samples["fg_valid"][:, :self.mask_rois]
+    take = lambda x: jnp.take_along_axis(x, fg.reshape(num_images, -1, *([1] * (x.ndim - 2))), axis=1)
     fg_rois, fg_classes, fg_matched = take(samples["rois"]), take(samples["classes"]), take(samples["matched"])
     logits = self._mask_logits(pool_features, fg_rois)
     targets = jax.vmap(functools.partial(ops.mask_targets, size=logits.shape[1]))(
         batch["gt_masks"], batch["gt_boxes"], fg_rois, fg_matched)
     loss = mask_loss(logits, targets.reshape(-1, *targets.shape[2:]), fg_classes.reshape(-1),
-                     samples["fg_valid"].reshape(-1), m.mask_loss)
+                     fg_valid.reshape(-1), m.mask_loss)
     return {"rpn_cls": rpn_cls.sum() / rpn_norm, "rpn_box": rpn_box.sum() / rpn_norm,
             "cls": cls_loss, "box": box_loss, "mask": loss}
 

@@ -1,7 +1,8 @@
 """SGD with momentum (or AdamW), warmup + step decay, masked weight decay and frozen backbone stages.
 
 Follows Detectron2's recipe: ``lr = base_lr * global_batch / 16`` (linear scaling rule); linear
-warmup from ``warmup_factor * lr`` over ``warmup_steps``; ``x0.1`` at each of ``decay_steps``;
+warmup from ``warmup_factor * lr`` over ``warmup_steps``; ``x0.1`` at each of ``decay_steps`` (or,
+with ``lr_schedule = "cosine"``, a half cosine from the peak to 0 over the run);
 weight decay added to the gradient (as ``torch.optim.SGD`` does) on conv/dense kernels only, never
 on norm scales or biases; optional global-norm gradient clipping. Parameters of the stages frozen
 by ``config.model.freeze_at`` get exactly zero updates and no momentum buffers.
@@ -27,17 +28,30 @@ def scaled_lr(base_lr: float, global_batch: int) -> float:
   return base_lr * global_batch / REFERENCE_BATCH
 
 
+SCHEDULES = ("step", "cosine")
+
+
 def lr_schedule(peak_lr: float, warmup_steps: int, warmup_factor: float,
-                decay_steps: Sequence[int], decay_factor: float = 0.1) -> optax.Schedule:
-  """``step -> lr``: linear warmup from ``warmup_factor * peak_lr``, then x``decay_factor`` per boundary."""
+                decay_steps: Sequence[int], decay_factor: float = 0.1, kind: str = "step",
+                total_steps: int = 0) -> optax.Schedule:
+  """``step -> lr``: linear warmup from ``warmup_factor * peak_lr``, times the decay of ``kind``:
+  "step", x``decay_factor`` at each of ``decay_steps`` (Detectron2's WarmupMultiStepLR), or
+  "cosine", 0.5 * (1 + cos(pi * step / total_steps)) down to 0 at ``total_steps`` (WarmupCosineLR)."""
+  if kind not in SCHEDULES:
+    raise ValueError(f"config.train.lr_schedule must be one of {SCHEDULES}, got {kind!r}")
+  if kind == "cosine" and total_steps <= 0:
+    raise ValueError(f"the cosine schedule needs config.train.steps > 0, got {total_steps}")
   boundaries = jnp.asarray(sorted(decay_steps), jnp.int32)
 
   def schedule(step):
     step = jnp.asarray(step, jnp.int32)
     alpha = jnp.clip(step / max(warmup_steps, 1), 0.0, 1.0)
     warmup = jnp.where(step < warmup_steps, warmup_factor * (1 - alpha) + alpha, 1.0)
-    decays = jnp.sum(step >= boundaries)
-    return peak_lr * warmup * decay_factor ** decays
+    if kind == "cosine":
+      decay = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(step / total_steps, 1.0)))
+    else:
+      decay = decay_factor ** jnp.sum(step >= boundaries)
+    return peak_lr * warmup * decay
 
   return schedule
 
@@ -82,13 +96,14 @@ def make_optimizer(train: ConfigDict, global_batch: int, freeze_at: int = 0,
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer and its learning-rate schedule from ``config.train``.
 
-  Reads ``optimizer`` ("sgd" | "adamw"), ``base_lr, warmup_steps, warmup_factor, decay_steps,
-  momentum, weight_decay, clip_norm`` (``clip_norm <= 0`` or None: no clipping).
+  Reads ``optimizer`` ("sgd" | "adamw"), ``base_lr, warmup_steps, warmup_factor, lr_schedule,
+  decay_steps, steps, momentum, weight_decay, clip_norm`` (``clip_norm <= 0`` or None: no clipping).
   """
   if train.optimizer not in ("sgd", "adamw"):
     raise ValueError(f"config.train.optimizer must be 'sgd' or 'adamw', got {train.optimizer!r}")
   schedule = lr_schedule(scaled_lr(train.base_lr, global_batch), train.warmup_steps,
-                         train.warmup_factor, train.decay_steps)
+                         train.warmup_factor, train.decay_steps, kind=train.get("lr_schedule", "step"),
+                         total_steps=train.get("steps", 0))
   parts = []
   if train.clip_norm and train.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(train.clip_norm))

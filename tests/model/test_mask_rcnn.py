@@ -102,6 +102,26 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
   assert all(np.isfinite(float(v)) for v in out.values())
 
 
+def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
+  batch = make_batch(make_config(), num_instances=2)
+  slots = int(make_config().model.roi.batch_per_image * make_config().model.roi.positive_fraction)
+  losses = {}
+  for cap in (0, 2):
+    model = build_model(make_config(**{"mask.rois_per_image": cap}))
+    seen = []
+    head = model._mask_logits
+    model._mask_logits = lambda features, rois: seen.append(rois.shape) or head(features, rois)
+    jax.eval_shape(lambda: model.losses(batch, jax.random.key(0)))
+    assert seen == [(2, cap or slots, 4)]
+    del model._mask_logits
+    losses[cap] = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(0))
+  for name in ("rpn_cls", "rpn_box", "cls", "box"):  # same sampled RoIs: the box branch is untouched
+    np.testing.assert_array_equal(losses[2][name], losses[0][name], err_msg=name)
+  assert np.isfinite(float(losses[2]["mask"])) and float(losses[2]["mask"]) > 0
+  with pytest.raises(ValueError, match="rois_per_image"):
+    build_model(make_config(**{"mask.rois_per_image": slots + 1}))
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("head", "c3", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
     ("mask_head", "transformer", "mask_head"), ("backbone", "resnet7", "backbone"), ("dtype", "float16", "dtype"),

@@ -40,6 +40,19 @@ def test_schedule_warmup_then_step_decay(step, factor):
   np.testing.assert_allclose(schedule(step), peak * factor, rtol=1e-6)
 
 
+@pytest.mark.parametrize("step, factor", [
+    (0, 0.001), (100, (0.001 * 0.5 + 0.5) * (1 + np.cos(np.pi * 100 / 3000)) / 2), (200, 0.9890738),
+    (1500, 0.5), (2250, 0.1464466), (3000, 0.0), (5000, 0.0)])
+def test_cosine_schedule_follows_warmup_then_half_cosine_to_zero(step, factor):
+  _, schedule = optimizer.make_optimizer(train_config(lr_schedule="cosine", steps=3000), global_batch=16)
+  np.testing.assert_allclose(schedule(step), 0.02 * factor, rtol=1e-5, atol=1e-9)
+
+
+def test_unknown_schedule_raises():
+  with pytest.raises(ValueError, match="lr_schedule"):
+    optimizer.make_optimizer(train_config(lr_schedule="poly", steps=10), global_batch=16)
+
+
 def test_decay_mask_excludes_norm_scales_and_biases(model_params):
   mask = flat(optimizer.decay_mask(model_params))
   shapes = {path: leaf.shape for path, leaf in flat(model_params).items()}
