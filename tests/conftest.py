@@ -23,7 +23,7 @@ def tiny_config(**model_overrides):
   m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test = 64, 32
   m.roi.batch_per_image, m.roi.fc_dim = 16, 32
   m.roi.candidates_per_image, m.roi.detections_per_image = 64, 8
-  m.mask.conv_dim, m.mask.num_convs, m.mask.mlp_dim = 8, 2, 32
+  m.mask.conv_dim, m.mask.num_convs, m.mask.mlp_dim, m.mask.rois_per_image = 8, 2, 32, 0
   for key, value in model_overrides.items():
     target = m
     *path, leaf = key.split(".")

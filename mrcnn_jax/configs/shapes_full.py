@@ -16,6 +16,7 @@ def get_config():
   m.backbone, m.width, m.fpn_channels = "resnet34", 32, 128
   m.rpn.batch_per_image, m.roi.batch_per_image = 128, 128
   m.roi.fc_dim, m.mask.conv_dim = 512, 128
+  m.mask.num_convs, m.mask.rois_per_image = 4, 0  # the paper's mask head, on every foreground RoI
   t = config.train
   t.steps, t.warmup_steps, t.decay_steps = 20_000, 500, (15_000, 18_000)
   t.checkpoint_every, t.eval_every = 2000, 5000
