@@ -42,9 +42,8 @@ QUICK_STEPS = 2
 def base_config(steps: int = DEFAULT_STEPS):
   """shapes_tiny's data and RoI sizes with the paper's recipe (SGD, lr 0.02 at batch 8; no norm in
   the FPN and mask head) on a ResNet-18 of width 16 with a 256-unit box head on 64 RoIs per image,
-  trained for ``steps``:
-  warmup and the two decays keep their share of the schedule (200, 2400, 2800 of 3000); evaluated
-  once, at the end."""
+  trained for ``steps``: warmup and the two decays keep their share of the schedule (200, 2400, 2800
+  of 3000); evaluated once, at the end."""
   config = shapes_tiny.paper_recipe(shapes_tiny.get_config())
   # Not the quickstart's 1024 units on 128 RoIs: the budget measured in experiments/README.md.
   config.model.roi.fc_dim, config.model.roi.batch_per_image = 256, 64

@@ -1,7 +1,7 @@
 """python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_tiny.py --workdir runs/shapes_tiny
 
 Tiny Mask R-CNN on the synthetic shapes dataset: small ResNet-18-FPN, 128 px canvas, CPU-friendly.
-The quickstart's recipe (about 12.5 minutes of training on 2 CPU cores), tuned for few steps from
+The quickstart's recipe (about 13 minutes of training and evaluation on 2 CPU cores), tuned for few steps from
 scratch: AdamW instead of the paper's SGD, GroupNorm in the FPN and mask head too (Detectron2's
 from-scratch setting), width 32, one RoIAlign sample per bin, every proposal sampled for the box
 head, a 2-conv mask head trained on 8 foreground RoIs per image.

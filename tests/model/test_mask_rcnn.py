@@ -103,8 +103,9 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
 
 
 def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
+  roi = make_config().model.roi
   batch = make_batch(make_config(), num_instances=2)
-  slots = int(make_config().model.roi.batch_per_image * make_config().model.roi.positive_fraction)
+  slots = int(roi.batch_per_image * roi.positive_fraction)
   losses = {}
   for cap in (0, 2):
     model = build_model(make_config(**{"mask.rois_per_image": cap}))
