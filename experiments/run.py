@@ -26,6 +26,7 @@ import time
 import jax
 
 from experiments import report, sweep
+from mrcnn_jax import configs
 
 FINAL = "final_metrics.json"
 WALL = "wall.json"
@@ -155,9 +156,9 @@ def main(argv=None):
   seeds = args.seeds or (1 if args.quick else module.DEFAULT_SEEDS)
   base = module.base_config(steps)
   if args.quick:
-    sweep.apply_overrides(base, module.QUICK)
+    configs.override(base, module.QUICK)
   data = {k: v for k, v in (("data.data_dir", args.data_dir), ("data.name", args.data_name)) if v}
-  sweep.apply_overrides(base, {**data, **extra})
+  configs.override(base, {**data, **extra})
   arm_list = sweep.arms(module.SUBTABLES, module.base_config())
   selected = sweep.select(arm_list, module.SUBTABLES, args.only)
   workdir = args.workdir
@@ -170,7 +171,7 @@ def main(argv=None):
     for i, (arm, seed) in enumerate(todo, 1):
       run_dir = os.path.join(workdir, arm.name, f"seed{seed}")
       tag = f"[{i}/{len(todo)}] {arm.name} seed {seed}"
-      config = sweep.apply_overrides(base.copy_and_resolve_references(), arm.overrides)
+      config = configs.override(base.copy_and_resolve_references(), arm.overrides)
       config.train.seed = seed
       check_same_config(config, run_dir)
       if os.path.exists(os.path.join(run_dir, FINAL)):

@@ -88,19 +88,6 @@ def _get(config, key: str):
   return node
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
-  """Sets dotted keys of ``config`` in place (each must exist); returns ``config``."""
-  for key, value in overrides.items():
-    *path, leaf = key.split(".")
-    try:
-      node = _get(config, ".".join(path)) if path else config
-      node[leaf]  # pylint: disable=pointless-statement  (KeyError on an unknown field)
-    except (KeyError, AttributeError) as e:
-      raise ValueError(f"unknown config field {key!r}") from e
-    node[leaf] = value
-  return config
-
-
 def parse_value(text: str):
   """A command-line value: a Python literal (3, 0.5, (16, 32), True) or else the string itself."""
   try:

@@ -16,7 +16,7 @@ objects, 6-64 px). The stride-32 rows add RoIWarp, which the paper shows at stri
 
 from experiments import paper
 from experiments.sweep import Claim, Gap, Row, Score, SubTable
-from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax.configs import shapes_tiny, tiny
 
 DEFAULT_STEPS = 3000  # shapes_tiny's schedule; --steps rescales warmup and decay with it
 DEFAULT_SEEDS = 3     # mean ± std over seeds; "≈" claims need at least 2
@@ -24,18 +24,8 @@ DEFAULT_SEEDS = 3     # mean ± std over seeds; "≈" claims need at least 2
 C4 = {"model.head": "c4", "model.roi.pooler_resolution": 14, "model.anchor_sizes": (16, 32, 64)}
 C5 = {"model.head": "c5", "model.anchor_sizes": (16, 32, 64)}
 
-# --quick: the machinery end to end in minutes (sizes of tests/conftest.py's tiny_config).
-QUICK = {
-    "data.canvas": 64, "data.min_size": 64, "data.max_size": 64, "data.gt_mask_size": 16,
-    "data.batch_size": 2, "data.eval_batch_size": 4,
-    "model.width": 8, "model.fpn_channels": 16,
-    "model.rpn.batch_per_image": 32, "model.rpn.pre_nms_topk_train": 64, "model.rpn.post_nms_topk_train": 32,
-    "model.rpn.pre_nms_topk_test": 64, "model.rpn.post_nms_topk_test": 32,
-    "model.roi.batch_per_image": 16, "model.roi.fc_dim": 32,
-    "model.roi.candidates_per_image": 64, "model.roi.detections_per_image": 8,
-    "model.mask.conv_dim": 8, "model.mask.num_convs": 2, "model.mask.mlp_dim": 32,
-    "train.log_every": 1,
-}
+# --quick: the machinery end to end in minutes (the tests' tiny preset, mrcnn_jax/configs/tiny.py).
+QUICK = {**tiny.OVERRIDES, "data.batch_size": 2, "data.eval_batch_size": 4, "train.log_every": 1}
 QUICK_STEPS = 2
 
 

@@ -8,6 +8,7 @@ import os
 import ml_collections
 from flax import nnx
 
+from mrcnn_jax import configs
 from mrcnn_jax.configs import base
 from mrcnn_jax.model.mask_rcnn import MaskRCNN, build_model
 
@@ -21,14 +22,12 @@ def _split_path(path: str) -> tuple[str, int | None]:
   return path, None
 
 
-def _overlay(config: ml_collections.ConfigDict, saved: dict):
-  """Writes ``saved`` over ``config`` in place (JSON lists become tuples where the config has tuples)."""
+def _flatten(saved: dict, prefix: str = "") -> dict:
+  """Nested JSON dict -> {"model.roi.fc_dim": 1024, ...}."""
+  flat = {}
   for key, value in saved.items():
-    current = config.get(key)
-    if isinstance(value, dict) and isinstance(current, ml_collections.ConfigDict):
-      _overlay(current, value)
-    else:
-      config[key] = tuple(value) if isinstance(value, list) else value
+    flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+  return flat
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -38,9 +37,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir?")
   with open(path) as f:
     saved = json.load(f)
-  config = base.get_config()
-  _overlay(config, saved)
-  return config
+  try:
+    return configs.override(base.get_config(), _flatten(saved))
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
 
 
 def load(path: str) -> MaskRCNN:

@@ -26,7 +26,7 @@ t_train=$(date +%s)
 stamp "predictions on validation images -> $workdir/predictions/"
 python -m mrcnn_jax.data.prepare export --name mrcnn_shapes --data_dir data --split validation \
   --num 8 --out "$workdir/predictions/inputs" >/dev/null
-python -m mrcnn_jax.predict --workdir "$workdir" --images "$workdir"/predictions/inputs/*.png \
+python -m mrcnn_jax.infer --workdir "$workdir" --images "$workdir"/predictions/inputs/*.png \
   --out "$workdir/predictions"
 t_end=$(date +%s)
 

@@ -31,3 +31,12 @@ def test_missing_config_names_the_workdir(tmp_path):
 ])
 def test_workdir_or_checkpoint_paths(path, expected):
   assert checkpoints._split_path(path) == expected
+
+
+def test_unknown_saved_field_names_the_file_and_field(tmp_path):
+  saved = json.loads(shapes_tiny.get_config().to_json())
+  saved["model"]["roi"]["fc_dims"] = 512
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r"config.json: unknown config field 'model.roi.fc_dims' \(did you mean "
+                                       r"'model.roi.fc_dim'\?\)"):
+    checkpoints.load_config(str(tmp_path))

@@ -29,3 +29,18 @@ def test_preset_builds_and_docstring_starts_with_its_command(name):
 def test_unknown_preset_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown config"):
     configs.get("r9000")
+
+
+def test_override_sets_dotted_fields_and_refuses_unknown_ones():
+  config = configs.override(configs.get("shapes_tiny"), {"model.width": 8, "model.anchor_sizes": [4, 8]})
+  assert config.model.width == 8 and config.model.anchor_sizes == (4, 8)
+  with pytest.raises(ValueError, match=r"unknown config field 'model.bakbone' \(did you mean 'model.backbone'\?\)"):
+    configs.override(config, {"model.bakbone": "resnet50"})
+  with pytest.raises(ValueError, match="unknown config field 'model.width.x'"):
+    configs.override(config, {"model.width.x": 1})
+  with pytest.raises(ValueError, match="'model.width'"):
+    configs.override(config, {"model.width": "wide"})
+
+
+def test_tiny_preset_is_what_the_tests_use(make_config):
+  assert make_config().to_dict() == configs.get("tiny").to_dict()

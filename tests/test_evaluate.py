@@ -1,6 +1,5 @@
 """COCO evaluation: the pure pieces (GT and detections -> pycocotools) and evaluate() end to end."""
 
-import importlib
 import json
 import os
 
@@ -8,11 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrcnn_jax import evaluate
+from mrcnn_jax import coco, evaluate, postprocess
 from mrcnn_jax.configs import shapes_tiny
 from mrcnn_jax.data import features, prepare, shapes
 
-predict = importlib.import_module("mrcnn_jax.predict")  # the module, not the function
 
 NAMES, IDS = list(shapes.CLASS_NAMES), [3, 7, 12, 20]   # non-contiguous dataset ids
 
@@ -35,7 +33,7 @@ def _results(records, shift=0):
   for r in records:
     masks = np.roll(r["full_masks"], shift, axis=2)
     keep = ~r["crowd"]
-    results += evaluate.detections_to_coco(r["image_id"], r["boxes"] + [shift, 0, shift, 0],
+    results += coco.detections_to_coco(r["image_id"], r["boxes"] + [shift, 0, shift, 0],
                                            np.linspace(1, 0.5, len(keep)), r["classes"], keep, IDS,
                                            masks)
   return results
@@ -43,49 +41,49 @@ def _results(records, shift=0):
 
 def test_gt_as_detections_scores_perfect_and_shifted_scores_lower():
   records = _records()
-  gt = evaluate.gt_to_coco(records, NAMES, IDS)
+  gt = coco.gt_to_coco(records, NAMES, IDS)
   assert {c["id"] for c in gt["categories"]} == set(IDS) and len(gt["images"]) == 6
   assert sum(a["iscrowd"] for a in gt["annotations"]) == 1
-  perfect = evaluate.coco_metrics(gt, _results(records))
-  assert set(perfect) == {f"{t}/{m}" for t in ("bbox", "segm") for m in evaluate.METRICS}
+  perfect = coco.coco_metrics(gt, _results(records))
+  assert set(perfect) == {f"{t}/{m}" for t in ("bbox", "segm") for m in coco.METRICS}
   assert perfect["bbox/AP"] == pytest.approx(1.0) and perfect["segm/AP"] == pytest.approx(1.0)
   assert perfect["bbox/AP50"] == pytest.approx(1.0) and perfect["segm/AP75"] == pytest.approx(1.0)
-  shifted = evaluate.coco_metrics(gt, _results(records, shift=3))
+  shifted = coco.coco_metrics(gt, _results(records, shift=3))
   assert shifted["bbox/AP"] < 0.9 and shifted["segm/AP"] < 0.9
   assert shifted["bbox/AP50"] <= perfect["bbox/AP50"]
 
 
 def test_results_use_dataset_category_ids_and_xywh_boxes():
-  out = evaluate.detections_to_coco(5, np.array([[1., 2., 11., 22.], [0, 0, 1, 1]]), [0.9, 0.1],
+  out = coco.detections_to_coco(5, np.array([[1., 2., 11., 22.], [0, 0, 1, 1]]), [0.9, 0.1],
                                     [2, 4], [True, False], IDS)
   assert out == [{"image_id": 5, "category_id": 7, "bbox": [1.0, 2.0, 10.0, 20.0], "score": 0.9}]
 
 
 def test_no_detections_and_box_only_metrics():
-  gt = evaluate.gt_to_coco(_records(2), NAMES, IDS)
-  assert evaluate.coco_metrics(gt, [], ("bbox",)) == {f"bbox/{m}": 0.0 for m in evaluate.METRICS}
+  gt = coco.gt_to_coco(_records(2), NAMES, IDS)
+  assert coco.coco_metrics(gt, [], ("bbox",)) == {f"bbox/{m}": 0.0 for m in coco.METRICS}
 
 
 def test_box_only_dataset():
   records = _records(3)
   for r in records:
     r["masks"] = None
-  gt = evaluate.gt_to_coco(records, NAMES, IDS)
+  gt = coco.gt_to_coco(records, NAMES, IDS)
   assert all("segmentation" not in a for a in gt["annotations"])
   results = [{k: v for k, v in r.items() if k != "segmentation"} for r in _results(records)]
-  metrics = evaluate.coco_metrics(gt, results, ("bbox",))
-  assert list(metrics) == [f"bbox/{m}" for m in evaluate.METRICS]
+  metrics = coco.coco_metrics(gt, results, ("bbox",))
+  assert list(metrics) == [f"bbox/{m}" for m in coco.METRICS]
   assert metrics["bbox/AP"] == pytest.approx(1.0)
 
 
 def test_to_original_divides_by_scale_and_clips():
-  boxes, masks = predict.to_original(np.array([[10., 20., 30., 400.]]), None, 2.0, (100, 12))
+  boxes, masks = postprocess.to_original(np.array([[10., 20., 30., 400.]]), None, 2.0, (100, 12))
   np.testing.assert_allclose(boxes, [[5, 10, 12, 100]])
   assert masks is None
 
 
 def test_to_original_pastes_masks_at_the_original_size():
-  boxes, masks = predict.to_original(np.array([[4., 6., 20., 30.]]), np.ones((1, 28, 28)), 2.0, (70, 50))
+  boxes, masks = postprocess.to_original(np.array([[4., 6., 20., 30.]]), np.ones((1, 28, 28)), 2.0, (70, 50))
   assert masks.shape == (1, 70, 50) and masks.dtype == bool
   expected = np.zeros((70, 50), bool)
   expected[3:15, 2:10] = True  # the box /2: x 2..10, y 3..15
@@ -111,7 +109,7 @@ def test_evaluate_end_to_end_writes_results(tmp_path):
                           eval_batch_size=2))
   workdir = str(tmp_path / "work")
   metrics = evaluate.evaluate(_FakeModel(), config, workdir)
-  assert set(metrics) == {f"{t}/{m}" for t in ("bbox", "segm") for m in evaluate.METRICS}
+  assert set(metrics) == {f"{t}/{m}" for t in ("bbox", "segm") for m in coco.METRICS}
   assert all(-1.0 <= v <= 1.0 for v in metrics.values())
   with open(os.path.join(workdir, "results_validation.json")) as f:
     results = json.load(f)

@@ -10,6 +10,7 @@ from flax import nnx
 
 from experiments import paper, report, run, sweep, table2
 from experiments.sweep import Claim, Gap, Score
+from mrcnn_jax import configs
 from mrcnn_jax.data import prepare
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import loop
@@ -66,7 +67,7 @@ def test_select_by_subtable_row_or_arm():
 
 @pytest.mark.parametrize("arm", ARMS, ids=lambda arm: arm.name)
 def test_every_arm_config_traces_training_and_inference(arm, make_batch):
-  config = sweep.apply_overrides(sweep.apply_overrides(table2.base_config(2), table2.QUICK), arm.overrides)
+  config = configs.override(configs.override(table2.base_config(2), table2.QUICK), arm.overrides)
   graphdef, state = nnx.split(nnx.eval_shape(lambda: build_model(config)))
   batch = make_batch(config, batch_size=2)
   losses = jax.eval_shape(lambda s, b: nnx.merge(graphdef, s).losses(b, jax.random.key(0)), state, batch)

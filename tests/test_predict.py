@@ -1,13 +1,11 @@
-"""mrcnn_jax.predict: input handling, mapping back to original pixels, one compile per canvas."""
-
-import importlib
+"""mrcnn_jax.predict (inference.py): input handling, mapping back to original pixels, one compile per canvas."""
 
 import numpy as np
 import pytest
 
 import mrcnn_jax
+from mrcnn_jax import infer, inference
 
-predict_lib = importlib.import_module("mrcnn_jax.predict")  # the module (the package exports the function)
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +24,15 @@ def test_one_image_and_batches_of_any_size_compile_once(model):
   assert single.boxes.shape == (1, d, 4) and single.masks.shape == (1, d, 50, 80)
   assert single.masks.dtype == bool and single.classes.dtype == np.int32
   assert int(single.num_detections[0]) > 0  # an untrained model still scores above 0
-  compiled = predict_lib.compiled_count()
+  compiled = inference.compiled_count()
   # New sizes, gray and RGBA inputs, same (bucketed) batch size: no new compile.
   other = mrcnn_jax.predict(model, [_image(90, 33, None)], score_threshold=0.0)
-  assert predict_lib.compiled_count() == compiled
+  assert inference.compiled_count() == compiled
   assert other.masks.shape == (1, d, 90, 33)
   mixed = mrcnn_jax.predict(model, [_image(64, 64, 4), _image(20, 120, 1)], score_threshold=0.0)
   assert isinstance(mixed.masks, list) and mixed.masks[1].shape == (d, 20, 120)
   again = mrcnn_jax.predict(model, [_image(64, 64, 4, seed=3), _image(100, 100, seed=4)])
-  assert predict_lib.compiled_count() == compiled + 1  # only the batch-of-2 bucket was new
+  assert inference.compiled_count() == compiled + 1  # only the batch-of-2 bucket was new
 
 
 def test_detections_are_the_canvas_ones_mapped_back(model):
@@ -43,7 +41,7 @@ def test_detections_are_the_canvas_ones_mapped_back(model):
   canvas = np.zeros((1, 64, 64, 3), np.uint8)
   from PIL import Image
   canvas[0, :64, :32] = np.asarray(Image.fromarray(image).resize((32, 64), Image.BILINEAR))
-  raw = predict_lib.detect_canvas(model, canvas, np.array([[64, 32]], np.int32), 0.0)
+  raw = inference.detect_canvas(model, canvas, np.array([[64, 32]], np.int32), 0.0)
   n = int(out.num_detections[0])
   assert n == int(raw["valid"][0].sum())
   np.testing.assert_allclose(out.boxes[0, :n], np.minimum(raw["boxes"][0, :n] / 0.64, [50, 100, 50, 100]),
@@ -108,11 +106,11 @@ def test_load_and_cli_write_pictures_and_coco_json(model, tmp_path):
     paths.append(str(tmp_path / f"img{i}.png"))
     Image.fromarray(_image(h, w, seed=i)).save(paths[-1])
   out = tmp_path / "out"
-  assert predict_lib.main(["--workdir", str(workdir), "--images", *paths, "--out", str(out),
-                           "--score_threshold", "0.0"]) == 0
+  assert infer.main(["--workdir", str(workdir), "--images", *paths, "--out", str(out),
+                       "--score_threshold", "0.0"]) == 0
   assert Image.open(out / "img1.png").size == (30, 90)
   results = json.loads((out / "detections.json").read_text())
   assert {r["file_name"] for r in results} == {"img0.png", "img1.png"}
   assert all(len(r["bbox"]) == 4 and "counts" in r["segmentation"] for r in results)
   with pytest.raises(SystemExit):
-    predict_lib.main(["--workdir", str(workdir), "--images", str(tmp_path / "missing.png"), "--out", str(out)])
+    infer.main(["--workdir", str(workdir), "--images", str(tmp_path / "missing.png"), "--out", str(out)])

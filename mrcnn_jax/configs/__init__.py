@@ -1,8 +1,11 @@
 """Python config files: ``base`` and presets that import and override it.
 
-``get(name)`` returns the ``ml_collections.ConfigDict`` of preset ``name`` (e.g. "shapes_tiny").
+``get(name)`` returns the ``ml_collections.ConfigDict`` of preset ``name`` (e.g. "shapes_tiny");
+``override(config, {"model.width": 8, ...})`` sets dotted fields, refusing unknown ones. Every
+override in the project (command lines, sweeps, tests, saved workdir configs) goes through it.
 """
 
+import difflib
 import importlib
 
 import ml_collections
@@ -14,3 +17,31 @@ def get(name: str) -> ml_collections.ConfigDict:
   except ModuleNotFoundError as e:
     raise ValueError(f"unknown config {name!r}") from e
   return module.get_config()
+
+
+def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  out = []
+  for key, value in config.items():
+    out += _fields(value, f"{prefix}{key}.") if isinstance(value, ml_collections.ConfigDict) else [prefix + key]
+  return out
+
+
+def override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+  """Sets each dotted key of ``overrides`` in ``config`` (in place; lists become tuples); returns it.
+
+  Raises ValueError naming an unknown field (with the closest known one) or a value of the wrong type.
+  """
+  for key, value in overrides.items():
+    *path, leaf = key.split(".")
+    node = config
+    for name in path:
+      node = node.get(name) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      close = difflib.get_close_matches(key, _fields(config), n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ValueError(f"unknown config field {key!r}{hint}")
+    try:
+      node[leaf] = tuple(value) if isinstance(value, list) else value
+    except TypeError as e:
+      raise ValueError(f"config field {key!r}: {e}") from e
+  return config

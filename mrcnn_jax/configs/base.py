@@ -38,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
       width=64,               # stem / res2 width
       norm="group",           # group (from scratch) | frozen_bn (imported ImageNet weights)
       head_norm="",           # FPN and FCN mask-head convs: "" (none, Detectron2's default) | group
-      head="fpn",             # fpn | c4
+      head="fpn",             # fpn | c4 (RoIs from res4 through res5) | c5 (RoIs from res5, stride 32)
       fpn_channels=256,
       dtype="float32",        # compute dtype: float32 | bfloat16 (parameters stay float32)
       freeze_at=0,            # stages 1..freeze_at get no updates (2 with ImageNet weights)

@@ -1,6 +1,3 @@
-"""Datasets (TFDS builders, prepared once with `python -m mrcnn_jax.data.prepare`) and the TF-free
-grain input pipeline that turns them into static-shape batches (see pipeline.py and preprocess.py)."""
-
-from mrcnn_jax.data.pipeline import class_info, eval_iterator, train_iterator
-
-__all__ = ["class_info", "eval_iterator", "train_iterator"]
+"""Datasets (TFDS builders, prepared once with `python -m mrcnn_jax.data.prepare`), the TF-free grain
+input pipeline (`pipeline.py`) that turns them into static-shape batches, and the batch's definition
+(`batch_spec.py`). Importing this package loads nothing heavy: import the submodule you need."""

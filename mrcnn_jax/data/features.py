@@ -15,9 +15,10 @@ classes back to these).
 import io
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import tensorflow_datasets as tfds
 from PIL import Image
+
+from mrcnn_jax.data.rle import decode_mask, encode_mask  # noqa: F401  (the format's mask codec)
 
 
 def instance_features(class_names) -> tfds.features.FeaturesDict:
@@ -40,16 +41,6 @@ def encode_png(image: np.ndarray) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="PNG")
   return buffer.getvalue()
-
-
-def encode_mask(mask: np.ndarray) -> bytes:
-  """Compressed RLE counts of a [H, W] bool/uint8 mask."""
-  return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
-
-
-def decode_mask(counts: bytes, height: int, width: int) -> np.ndarray:
-  """[height, width] uint8 mask in {0, 1} from compressed RLE counts."""
-  return mask_utils.decode({"size": [height, width], "counts": counts})
 
 
 def normalized_bbox(box_xyxy, height: int, width: int) -> tfds.features.BBox:

@@ -7,7 +7,7 @@ continues with the same batches. `eval_iterator` reads each example once and pad
 stream with blank examples whose image_id is -1 (in the last batch with num_workers = 0; spread over
 the last num_workers batches otherwise, as grain deals records to workers round-robin).
 Hosts read disjoint shards (shard_index/shard_count).
-Batches are dicts of numpy arrays with static shapes (see the contract / preprocess.py).
+Batches are dicts of numpy arrays with static shapes, as batch_spec.py defines them.
 """
 
 import dataclasses
@@ -17,7 +17,7 @@ import grain
 import numpy as np
 from absl import flags, logging
 
-from mrcnn_jax.data import preprocess, sources
+from mrcnn_jax.data import batch_spec, preprocess, sources
 
 # Records read ahead per process: enough to overlap with preprocessing, small enough for RAM.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=32)
@@ -49,7 +49,7 @@ class _Preprocess(grain.transforms.RandomMap):
 
   def random_map(self, element, rng: np.random.Generator):
     if element is None:
-      return preprocess.blank_example(self.canvas, self.max_instances, self.mask_size)
+      return batch_spec.blank_example(self.canvas, self.max_instances, self.mask_size)
     record = sources.to_record(element, self.with_masks)
     return preprocess.preprocess(
         record, canvas=self.canvas, min_size=self.min_size, max_size=self.max_size,
@@ -116,8 +116,7 @@ def eval_iterator(config, split=None, *, shard_index: int = 0, shard_count: int 
   Global batch: config.data.eval_batch_size (else batch_size). Every host gets the same number of
   full batches; the padding examples have image_id -1.
   """
-  per_host = _check(config, shard_index, shard_count,
-                    config.data.get("eval_batch_size", config.data.batch_size))
+  per_host = _check(config, shard_index, shard_count, config.data.eval_batch_size)
   split = split or config.data.eval_split
   builder = sources.open_builder(config.data)
   source = sources.data_source(builder, split)

@@ -4,9 +4,9 @@ A *record* is one decoded dataset example in original pixels:
   image [H, W, 3] uint8, image_id int, boxes [N, 4] float32 (x1, y1, x2, y2), classes [N] int32 in 1..K,
   crowd [N] bool, area [N] float32, masks: list of N compressed-RLE counts at H x W, or None when the
   dataset has no masks (TFDS coco/2017): those instances get an all-ones mask (their whole box).
-`preprocess` resizes (short side -> min_size, long side <= max_size, aspect kept), optionally flips
-horizontally (image, boxes and masks together), puts the image at the top-left of a zero canvas, and
-pads instances to max_instances. Each GT mask is stored cropped to its box and resampled to Mg x Mg
+`preprocess` resizes (``resize.py``: short side -> min_size, long side <= max_size, aspect kept),
+optionally flips horizontally (image, boxes and masks together), puts the image at the top-left of a
+zero canvas, and pads instances to max_instances: one example of the batch (``batch_spec.py``). Each GT mask is stored cropped to its box and resampled to Mg x Mg
 (bilinear at the Mg x Mg cell centres, thresholded at 0.5), so the per-example mask state is
 G * Mg * Mg bytes whatever the canvas: 100 instances at Mg = 64 take 100 * 64 * 64 = 409,600 bytes
 even on a 1024 (or 1344) canvas, where full-canvas masks would take 100 * 1024 * 1024 = 105 MB.
@@ -18,12 +18,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from mrcnn_jax.data import features
-
-
-def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
-  """Scale taking the short side to min_size unless that makes the long side exceed max_size."""
-  return min(min_size / min(height, width), max_size / max(height, width))
+from mrcnn_jax.data import batch_spec, features, resize
 
 
 def crop_mask(mask: np.ndarray, box, size: int) -> np.ndarray:
@@ -44,33 +39,12 @@ def crop_mask(mask: np.ndarray, box, size: int) -> np.ndarray:
   return (np.asarray(out) >= 128).astype(np.uint8)
 
 
-def blank_example(canvas: int, max_instances: int, mask_size: int) -> dict:
-  """An all-padding example (image_id -1) with the shapes and dtypes of `preprocess`'s output."""
-  g = max_instances
-  return {
-      "image": np.zeros((canvas, canvas, 3), np.uint8),
-      "image_size": np.asarray([canvas, canvas], np.int32),
-      "scale": np.float32(1.0),
-      "original_size": np.asarray([canvas, canvas], np.int32),
-      "image_id": np.int64(-1),
-      "gt_boxes": np.zeros((g, 4), np.float32),
-      "gt_classes": np.zeros((g,), np.int32),
-      "gt_masks": np.zeros((g, mask_size, mask_size), np.uint8),
-      "gt_valid": np.zeros((g,), bool),
-      "gt_crowd": np.zeros((g,), bool),
-  }
-
-
 def preprocess(record: dict, *, canvas: int, min_size: int, max_size: int, max_instances: int,
                mask_size: int, flip: bool = False) -> dict:
-  """One record -> one example of the contract's batch format (without the batch dim)."""
-  image = record["image"]
-  height, width = image.shape[:2]
-  scale = resize_scale(height, width, min_size, max_size)
-  new_h = min(max(int(round(height * scale)), 1), canvas)
-  new_w = min(max(int(round(width * scale)), 1), canvas)
-  if (new_h, new_w) != (height, width):
-    image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+  """One record -> one example of the batch (``batch_spec``), without the batch dim."""
+  height, width = record["image"].shape[:2]
+  image, scale = resize.resize_image(record["image"], min_size, max_size, canvas)
+  new_h, new_w = image.shape[:2]
 
   boxes = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
   canvas_boxes = np.clip(boxes * scale, 0, [new_w, new_h, new_w, new_h]).astype(np.float32)
@@ -78,7 +52,7 @@ def preprocess(record: dict, *, canvas: int, min_size: int, max_size: int, max_i
   crowd = np.asarray(record["crowd"], bool).reshape(-1)
   order = [i for i in np.argsort(crowd, kind="stable") if nonempty[i]][:max_instances]
 
-  out = blank_example(canvas, max_instances, mask_size)
+  out = batch_spec.blank_example(canvas, max_instances, mask_size)
   for slot, i in enumerate(order):
     if record["masks"] is None:
       out["gt_masks"][slot] = 1

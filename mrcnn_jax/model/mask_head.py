@@ -2,9 +2,10 @@
 
 Heads map pooled RoI features to per-pixel logits [N,M,M,C]: C = K (class-specific), 1 (class-agnostic)
 or K+1 (the softmax ablation, channel 0 = background).
-* ``FCNMaskHead`` (FPN, the paper's default): 14x14 -> 4 x (3x3 conv, ReLU) -> 2x2/2 deconv, ReLU -> 1x1.
-* ``MLPMaskHead`` (Table 2e): flatten -> FC -> FC -> FC to M*M*C.
-* ``Upsample`` alone is the C4 mask head: res5 RoI map 7x7 -> 2x2/2 deconv, ReLU -> 1x1 (14x14 masks).
+* ``FCNMaskHead`` (FPN and C5, the paper's default): 14x14 -> 4 x (3x3 conv ``mask_fcn{i}``, ReLU) ->
+  2x2/2 ``deconv``, ReLU -> 1x1 ``predictor``. With zero convs it is the C4 mask head (Detectron2's C4
+  config): res5's 7x7 RoI map -> deconv -> predictor (14x14 masks).
+* ``MLPMaskHead`` (Table 2e): flatten -> ``fc1`` -> ``fc2`` -> ``predictor`` to M*M*C.
 
 The paper's decoupling: with the sigmoid loss only the ground-truth class's channel is trained, so
 classes do not compete; the classification branch picks the channel at inference.
@@ -57,31 +58,23 @@ class Deconv2x(nnx.Module):
     return y.reshape(n, 2 * h, 2 * w, c) + self.bias[...].astype(dtype)
 
 
-class Upsample(nnx.Module):
-  """2x2 stride-2 transposed conv + ReLU, then the 1x1 per-pixel predictor."""
-
-  def __init__(self, cin: int, dim: int, channels: int, *, dtype=None, rngs: nnx.Rngs):
-    self.deconv = Deconv2x(cin, dim, dtype=dtype, rngs=rngs)
-    self.predictor = nnx.Conv(dim, channels, (1, 1), kernel_init=nnx.initializers.normal(0.001), rngs=rngs)
-
-  def __call__(self, x):
-    return self.predictor(nnx.relu(self.deconv(x)).astype(jnp.float32))
-
-
 class FCNMaskHead(nnx.Module):
 
   def __init__(self, cin: int, channels: int, *, dim: int = 256, num_convs: int = 4, norm: str = "",
                dtype=None, rngs: nnx.Rngs):
     """norm: "" (convs with bias, the paper's head) or "group" (GroupNorm after each conv)."""
-    self.convs = nnx.List([head_conv(cin if i == 0 else dim, dim, 3, norm=norm, kernel_init=_conv_init,
-                                     dtype=dtype, rngs=rngs) for i in range(num_convs)])
-    self.upsample = Upsample(dim if num_convs else cin, dim, channels, dtype=dtype, rngs=rngs)
+    self.num_convs = num_convs
+    for i in range(num_convs):
+      setattr(self, f"mask_fcn{i + 1}", head_conv(cin if i == 0 else dim, dim, 3, norm=norm,
+                                                   kernel_init=_conv_init, dtype=dtype, rngs=rngs))
+    self.deconv = Deconv2x(dim if num_convs else cin, dim, dtype=dtype, rngs=rngs)
+    self.predictor = nnx.Conv(dim, channels, (1, 1), kernel_init=nnx.initializers.normal(0.001), rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x [N,S,S,C] -> logits [N,2S,2S,channels] float32."""
-    for conv in self.convs:
-      x = nnx.relu(conv(x))
-    return self.upsample(x)
+    for i in range(self.num_convs):
+      x = nnx.relu(getattr(self, f"mask_fcn{i + 1}")(x))
+    return self.predictor(nnx.relu(self.deconv(x)).astype(jnp.float32))
 
 
 class MLPMaskHead(nnx.Module):
@@ -91,14 +84,14 @@ class MLPMaskHead(nnx.Module):
     init = nnx.initializers.variance_scaling(1.0, "fan_in", "uniform")
     self.fc1 = nnx.Linear(in_features, dim, kernel_init=init, dtype=dtype, rngs=rngs)
     self.fc2 = nnx.Linear(dim, dim, kernel_init=init, dtype=dtype, rngs=rngs)
-    self.out = nnx.Linear(dim, output_size * output_size * channels, kernel_init=nnx.initializers.normal(0.001),
-                          rngs=rngs)
+    self.predictor = nnx.Linear(dim, output_size * output_size * channels,
+                                kernel_init=nnx.initializers.normal(0.001), rngs=rngs)
     self.shape = (output_size, output_size, channels)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x [N,S,S,C] -> logits [N,M,M,channels] float32."""
     x = nnx.relu(self.fc2(nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))))
-    return self.out(x.astype(jnp.float32)).reshape(x.shape[0], *self.shape)
+    return self.predictor(x.astype(jnp.float32)).reshape(x.shape[0], *self.shape)
 
 
 def _channel(classes, num_channels):

@@ -1,8 +1,11 @@
 """ResNet backbones (18/34 basic blocks, 50/101 bottlenecks) with GroupNorm or frozen BatchNorm.
 
 Input  [B, H, W, 3] float (normalised pixels).  Output: a dict ``{"res2": ..., "res5": ...}`` of NHWC
-feature maps at strides 4, 8, 16, 32; ``stages`` limits how deep the trunk goes (C4 stops at res4 and
-runs res5 inside its RoI head, see ``roi_heads.py``).
+feature maps at strides 4, 8, 16, 32; ``last_stage`` limits how deep the trunk goes (C4 stops at res4
+and runs res5 inside its RoI heads, see ``roi_heads.Res5ROIHeads``).
+
+Parameter names follow Detectron2's: ``stem``, ``res2``..``res5`` (lists of blocks), and in each block
+``conv1``..``conv3`` and ``shortcut``, each a conv with its ``norm``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.core import FrozenDict
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 
@@ -86,7 +90,7 @@ def head_conv(cin, cout, kernel, *, norm: str, kernel_init, dtype=None, rngs) ->
 
 
 class ResidualBlock(nnx.Module):
-  """relu(branch(x) + shortcut(x)); the shortcut is a strided 1x1 ConvNorm when the shape changes.
+  """relu(conv1..convN(x) + shortcut(x)); the shortcut is a strided 1x1 ConvNorm when the shape changes.
 
   Subclasses give ``expansion`` (output channels = width * expansion) and ``layers``, the branch.
   """
@@ -94,14 +98,17 @@ class ResidualBlock(nnx.Module):
 
   def __init__(self, cin, width, stride, *, norm, dtype=None, rngs):
     cout = width * self.expansion
-    self.branch = nnx.List(self.layers(cin, width, cout, stride, norm=norm, dtype=dtype, rngs=rngs))
+    layers = self.layers(cin, width, cout, stride, norm=norm, dtype=dtype, rngs=rngs)
+    self.depth = len(layers)
+    for i, layer in enumerate(layers, 1):
+      setattr(self, f"conv{i}", layer)
     self.shortcut = (ConvNorm(cin, cout, 1, stride, norm=norm, relu=False, dtype=dtype, rngs=rngs)
                      if stride != 1 or cin != cout else None)
 
   def __call__(self, x):
     residual = x if self.shortcut is None else self.shortcut(x)
-    for layer in self.branch:
-      x = layer(x)
+    for i in range(1, self.depth + 1):
+      x = getattr(self, f"conv{i}")(x)
     return nnx.relu(x + residual)
 
 
@@ -127,31 +134,32 @@ class Bottleneck(ResidualBlock):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-class Stage(nnx.Module):
-  """A sequence of residual blocks; the first one strides."""
+def make_stage(depth_name: str, stage: int, *, width: int, norm: str, dtype=None, rngs) -> nnx.List:
+  """The residual blocks of stage ``stage`` (2..5) of ``depth_name``; the first one strides (but in res2).
 
-  def __init__(self, block_cls, cin, width, depth, stride, *, norm, dtype=None, rngs):
-    blocks = []
-    for i in range(depth):
-      blocks.append(block_cls(cin, width, stride if i == 0 else 1, norm=norm, dtype=dtype, rngs=rngs))
-      cin = width * block_cls.expansion
-    self.blocks = nnx.List(blocks)
-    self.out_channels = cin
-
-  def __call__(self, x):
-    for block in self.blocks:
-      x = block(x)
-    return x
-
-
-def make_stage(depth_name: str, stage: int, *, width: int, norm: str, dtype=None, rngs) -> Stage:
-  """Builds stage ``stage`` (2..5) of ``depth_name`` on its own (C4 uses this for the res5 head)."""
+  A plain list, run with ``run_stage``; C4's RoI heads build res5 on its own with this.
+  """
   spec = RESNETS[depth_name]
   block_cls = BLOCKS[spec.block]
   stage_width = width * 2 ** (stage - 2)
   cin = width if stage == 2 else width * 2 ** (stage - 3) * block_cls.expansion  # previous stage's output
   stride = 1 if stage == 2 else 2
-  return Stage(block_cls, cin, stage_width, spec.depths[stage - 2], stride, norm=norm, dtype=dtype, rngs=rngs)
+  blocks = []
+  for i in range(spec.depths[stage - 2]):
+    blocks.append(block_cls(cin, stage_width, stride if i == 0 else 1, norm=norm, dtype=dtype, rngs=rngs))
+    cin = stage_width * block_cls.expansion
+  return nnx.List(blocks)
+
+
+def stage_channels(depth_name: str, stage: int, width: int) -> int:
+  """Output channels of stage ``stage`` (2..5)."""
+  return width * 2 ** (stage - 2) * BLOCKS[RESNETS[depth_name].block].expansion
+
+
+def run_stage(blocks: nnx.List, x: jax.Array) -> jax.Array:
+  for block in blocks:
+    x = block(x)
+  return x
 
 
 class ResNet(nnx.Module):
@@ -162,15 +170,17 @@ class ResNet(nnx.Module):
     if depth_name not in RESNETS:
       raise ValueError(f"backbone must be one of {sorted(RESNETS)}, got {depth_name!r}")
     self.stem = ConvNorm(3, width, 7, 2, norm=norm, dtype=dtype, rngs=rngs)
-    self.stages = nnx.List([make_stage(depth_name, s, width=width, norm=norm, dtype=dtype, rngs=rngs)
-                            for s in range(2, last_stage + 1)])
-    self.stage_channels = tuple(stage.out_channels for stage in self.stages)  # res2, res3, ...
+    self.stage_names = STAGE_NAMES[:last_stage - 1]
+    for stage, name in enumerate(self.stage_names, 2):
+      setattr(self, name, make_stage(depth_name, stage, width=width, norm=norm, dtype=dtype, rngs=rngs))
+    self.out_channels = FrozenDict({name: stage_channels(depth_name, stage, width)  # hashable: static
+                                    for stage, name in enumerate(self.stage_names, 2)})
 
   def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
     x = self.stem(x)
     x = nnx.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     features = {}
-    for name, stage in zip(STAGE_NAMES, self.stages):
-      x = stage(x)
+    for name in self.stage_names:
+      x = run_stage(getattr(self, name), x)
       features[name] = x
     return features

@@ -1,93 +1,151 @@
-"""RoI sampling (proposal targets), box-branch losses and box inference, with static shapes.
+"""RoI heads: pooled RoI features -> class, box and mask, for training (losses) and inference (detect).
 
-Per-image functions; ``mask_rcnn.py`` vmaps them over the batch.  Sampled RoIs carry a class label
-(0 = background, 1..K foreground, -1 = padding when there were too few candidates).
+``StandardROIHeads`` (FPN and C5): pooler -> ``box_head`` (2 FC) -> ``box_predictor``; pooler ->
+``mask_head`` (FCN or MLP). ``Res5ROIHeads`` (C4): pooler -> ``res5`` shared by the box branch (spatial
+mean -> ``box_predictor``) and the mask branch (``mask_head``: the FCN head with zero convs), as in
+Faster R-CNN's C4 and Detectron2's Res5ROIHeads. Both share ``ROIHeads``'s training and inference flow.
+
+Shapes: B images; P proposals per image; S sampled RoIs per image, of which the mask loss trains on
+the first F foreground ones (F = ``mask.rois_per_image``, or all foreground slots when 0); D detections
+per image; M mask resolution (28 for FPN/C5, 14 for C4).
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
-import optax
+import ml_collections
+from flax import nnx
+from flax.core import FrozenDict
 
 from mrcnn_jax import ops
+from mrcnn_jax.model.box_head import TwoFCHead
+from mrcnn_jax.model.fast_rcnn import BoxPredictor, box_losses, detect_boxes
+from mrcnn_jax.model.mask_head import FCNMaskHead, MLPMaskHead, mask_channels, mask_loss, mask_probabilities
+from mrcnn_jax.model.pooling import pool_rois
+from mrcnn_jax.model.resnet import make_stage, run_stage, stage_channels
+from mrcnn_jax.model.roi_sampling import foreground_slots, sample_rois, select_foreground
 
 
-def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_crowd, key, cfg, box_weights):
-  """Appends the GT boxes to the proposals, matches them to GT and samples a fixed-size RoI set.
+class ROIHeads(nnx.Module):
+  """The flow shared by both RoI heads; subclasses provide ``box_features`` and ``mask_features``.
 
-  Args:
-    proposals [P,4], proposal_valid [P]; gt_* [G,...]; cfg: config.model.roi.
-  Returns:
-    dict: rois [S,4], classes [S] int32 (-1 padding), matched [S] (GT index), box_targets [S,4],
-    and ``fg`` [F] (positions in the S sampled RoIs of the foreground ones, F = S * positive_fraction,
-    foreground first) with ``fg_valid`` [F].
+  ``features`` below is a list of maps [B,H_l,W_l,C] (P2..P5 for FPN) or one map [B,H,W,C] at
+  ``stride``, as the model's backbone gives them.
   """
-  boxes = jnp.concatenate([proposals, gt_boxes])
-  valid = jnp.concatenate([proposal_valid, gt_valid & ~gt_crowd])
-  iou = ops.box_iou(gt_boxes, boxes)
-  matched, labels = ops.match(iou, gt_valid, gt_crowd, cfg.fg_iou, cfg.fg_iou, allow_low_quality=False)
-  labels = jnp.where(valid, labels, -1)
-  index, sampled = ops.sample_balanced(key, labels, cfg.batch_per_image, cfg.positive_fraction)
-  rois = boxes[index]
-  gt_index = matched[index]
-  classes = jnp.where(sampled == 1, gt_classes[gt_index], jnp.where(sampled == 0, 0, -1))
-  num_fg = int(cfg.batch_per_image * cfg.positive_fraction)
-  fg = jnp.argsort(-(sampled == 1).astype(jnp.int32), stable=True)[:num_fg]
-  return {
-      "rois": rois,
-      "classes": classes,
-      "matched": gt_index,
-      "box_targets": ops.encode_boxes(gt_boxes[gt_index], rois, box_weights),
-      "fg": fg,
-      "fg_valid": sampled[fg] == 1,
-  }
+
+  def _init_predictors(self, config: ml_collections.ConfigDict, box_features: int, mask_in: int,
+                       mask_size: int, mask_convs: int, *, dtype, rngs: nnx.Rngs):
+    """Builds ``box_predictor`` and ``mask_head`` on mask_in channels at mask_size x mask_size."""
+    m = config.model
+    slots = foreground_slots(m.roi)
+    if not 0 <= m.mask.rois_per_image <= slots:
+      raise ValueError(f"config.model.mask.rois_per_image must lie in [0, {slots}] (the foreground "
+                       "slots, roi.batch_per_image * roi.positive_fraction; 0 takes them all), "
+                       f"got {m.mask.rois_per_image}")
+    self.mask_rois = m.mask.rois_per_image or slots
+    self.roi_cfg, self.box_weights, self.mask_loss_kind = m.roi, tuple(m.roi.box_weights), m.mask_loss
+    self.pooler = FrozenDict(method=m.pooler, sampling_ratio=m.roi.sampling_ratio, aligned=m.roi.aligned,
+                             canonical_size=m.roi.canonical_size)  # hashable: the graph's static data
+    channels = mask_channels(config.num_classes, m.mask_loss, m.mask_mode)
+    self.box_predictor = BoxPredictor(box_features, config.num_classes, rngs=rngs)
+    if m.mask_head == "fcn":
+      self.mask_head = FCNMaskHead(mask_in, channels, dim=m.mask.conv_dim, num_convs=mask_convs,
+                                   norm=m.head_norm, dtype=dtype, rngs=rngs)
+    elif m.mask_head == "mlp":
+      self.mask_head = MLPMaskHead(mask_in * mask_size ** 2, channels, output_size=2 * mask_size,
+                                   dim=m.mask.mlp_dim, dtype=dtype, rngs=rngs)
+    else:
+      raise ValueError(f"config.model.mask_head must be 'fcn' or 'mlp', got {m.mask_head!r}")
+
+  def pool(self, features, rois, size: int) -> jax.Array:
+    """rois [B,N,4] -> pooled features [B*N,size,size,C]."""
+    b, n = rois.shape[:2]
+    pooled = pool_rois(features, rois, size, stride=self.stride, **self.pooler)
+    return pooled.reshape(b * n, *pooled.shape[2:])
+
+  def box_logits(self, features, rois):
+    """rois [B,N,4] -> class logits [B,N,K+1], deltas [B,N,K,4]."""
+    b, n = rois.shape[:2]
+    logits, deltas = self.box_predictor(self.box_features(features, rois))
+    return logits.reshape(b, n, -1), deltas.reshape(b, n, *deltas.shape[1:])
+
+  def mask_logits(self, features, rois) -> jax.Array:
+    """rois [B,N,4] -> mask logits [B*N,M,M,C]."""
+    return self.mask_head(self.mask_features(features, rois))
+
+  def losses(self, features, proposals, proposal_valid, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+    """{"cls", "box", "mask"} for proposals [B,P,4] / valid [B,P] and the batch's ground truth."""
+    num_images = proposals.shape[0]
+    samples = jax.vmap(functools.partial(sample_rois, cfg=self.roi_cfg, box_weights=self.box_weights))(
+        proposals, proposal_valid, batch["gt_boxes"], batch["gt_classes"], batch["gt_valid"],
+        batch["gt_crowd"], jax.random.split(key, num_images))
+    cls_logits, box_deltas = self.box_logits(features, samples["rois"])
+    cls_loss, box_loss = box_losses(cls_logits.reshape(-1, cls_logits.shape[-1]),
+                                    box_deltas.reshape(-1, *box_deltas.shape[2:]),
+                                    samples["classes"].reshape(-1), samples["box_targets"].reshape(-1, 4))
+
+    # Foreground RoIs are in random order, so the first ``mask_rois`` of them are a random subset.
+    fg, fg_valid = jax.vmap(select_foreground, (0, None))(samples["classes"], self.mask_rois)
+    take = lambda x: jnp.take_along_axis(x, fg.reshape(num_images, -1, *([1] * (x.ndim - 2))), axis=1)
+    fg_rois, fg_classes, fg_matched = take(samples["rois"]), take(samples["classes"]), take(samples["matched"])
+    logits = self.mask_logits(features, fg_rois)
+    targets = jax.vmap(functools.partial(ops.mask_targets, size=logits.shape[1]))(
+        batch["gt_masks"], batch["gt_boxes"], fg_rois, fg_matched)
+    loss = mask_loss(logits, targets.reshape(-1, *targets.shape[2:]), fg_classes.reshape(-1),
+                     fg_valid.reshape(-1), self.mask_loss_kind)
+    return {"cls": cls_loss, "box": box_loss, "mask": loss}
+
+  def detect(self, features, proposals, proposal_valid, image_size, score_threshold,
+             nms_threshold) -> dict[str, jax.Array]:
+    """Final detections: boxes [B,D,4] (canvas pixels), scores [B,D], classes [B,D] (1..K), masks
+    [B,D,M,M] (foreground probabilities in the box), valid [B,D]. Thresholds may be traced scalars."""
+    cls_logits, box_deltas = self.box_logits(features, proposals)
+    boxes, scores, classes, valid = jax.vmap(functools.partial(
+        detect_boxes, cfg=self.roi_cfg, box_weights=self.box_weights, score_threshold=score_threshold,
+        nms_threshold=nms_threshold))(cls_logits, box_deltas, proposals, proposal_valid, image_size)
+    logits = self.mask_logits(features, boxes)
+    masks = mask_probabilities(logits, classes.reshape(-1), self.mask_loss_kind)
+    return {"boxes": boxes, "scores": scores, "classes": classes,
+            "masks": masks.reshape(*classes.shape, *logits.shape[1:3]), "valid": valid}
 
 
-def box_losses(cls_logits, box_deltas, classes, box_targets):
-  """Box-branch losses over all images' sampled RoIs.
+class StandardROIHeads(ROIHeads):
+  """FPN (``stride`` None: RoIs pooled from their P2..P5 level) or C5 (one map at ``stride`` 32)."""
 
-  Args:
-    cls_logits [N,K+1], box_deltas [N,K,4], classes [N] (-1 = padding), box_targets [N,4].
-  Returns:
-    (cross-entropy mean over sampled RoIs, L1 on foreground summed / number of sampled RoIs).
-  """
-  sampled = classes >= 0
-  count = jnp.maximum(sampled.sum(), 1)
-  ce = optax.softmax_cross_entropy_with_integer_labels(cls_logits, jnp.maximum(classes, 0))
-  fg = classes > 0
-  deltas = jnp.take_along_axis(box_deltas, jnp.maximum(classes - 1, 0)[:, None, None], axis=1)[:, 0]
-  l1 = jnp.abs(deltas - box_targets).sum(-1)
-  return jnp.where(sampled, ce, 0.0).sum() / count, jnp.where(fg, l1, 0.0).sum() / count
+  def __init__(self, config: ml_collections.ConfigDict, in_channels: int, stride: int | None, *, dtype=None,
+               rngs: nnx.Rngs):
+    m = config.model
+    self.stride = stride
+    self.box_resolution, self.mask_resolution = m.roi.pooler_resolution, m.mask.pooler_resolution
+    self.box_head = TwoFCHead(in_channels * self.box_resolution ** 2, m.roi.fc_dim, dtype=dtype, rngs=rngs)
+    self._init_predictors(config, self.box_head.out_features, in_channels, self.mask_resolution,
+                          m.mask.num_convs, dtype=dtype, rngs=rngs)
+
+  def box_features(self, features, rois) -> jax.Array:
+    return self.box_head(self.pool(features, rois, self.box_resolution))
+
+  def mask_features(self, features, rois) -> jax.Array:
+    return self.pool(features, rois, self.mask_resolution)
 
 
-def detect_boxes(cls_logits, box_deltas, proposals, proposal_valid, image_size, *, score_threshold,
-                 nms_threshold, cfg, box_weights):
-  """One image's final detections from the box branch.
+class Res5ROIHeads(ROIHeads):
+  """C4: RoIs pooled at ``roi.pooler_resolution`` (14) from res4 (stride 16) through res5 (-> 7x7)."""
 
-  Scores are the softmax class probabilities; each (proposal, class) pair above ``score_threshold``
-  is a candidate; the ``cfg.candidates_per_image`` best candidates go through per-class NMS
-  (``nms_threshold``) and the ``cfg.detections_per_image`` best survive.
+  def __init__(self, config: ml_collections.ConfigDict, stride: int, *, dtype=None, rngs: nnx.Rngs):
+    m = config.model
+    self.stride, self.resolution = stride, m.roi.pooler_resolution
+    self.res5 = make_stage(m.backbone, 5, width=m.width, norm=m.norm, dtype=dtype, rngs=rngs)
+    channels = stage_channels(m.backbone, 5, m.width)
+    self._init_predictors(config, channels, channels, self.resolution // 2, 0, dtype=dtype, rngs=rngs)
 
-  Args:
-    cls_logits [P,K+1], box_deltas [P,K,4], proposals [P,4], proposal_valid [P], image_size [2];
-    score_threshold, nms_threshold: scalars (may be traced).
-  Returns:
-    boxes [D,4], scores [D], classes [D] int32 (1..K), valid [D].
-  """
-  num_classes = box_deltas.shape[1]
-  probs = jax.nn.softmax(cls_logits, axis=-1)[:, 1:]
-  anchors = jnp.broadcast_to(proposals[:, None], box_deltas.shape)
-  boxes = ops.clip_boxes(ops.decode_boxes(box_deltas, anchors, box_weights), image_size[0], image_size[1])
-  keep = proposal_valid[:, None] & (probs > score_threshold)
-  scores = jnp.where(keep, probs, -jnp.inf).reshape(-1)
-  classes = jnp.broadcast_to(jnp.arange(1, num_classes + 1), probs.shape).reshape(-1)
-  boxes = boxes.reshape(-1, 4)
-  k = min(cfg.candidates_per_image, scores.shape[0])
-  scores, top = jax.lax.top_k(scores, k)
-  boxes, classes = boxes[top], classes[top]
-  index, _ = ops.batched_nms(boxes, scores, classes, nms_threshold, cfg.detections_per_image)
-  valid = index >= 0
-  index = jnp.maximum(index, 0)
-  return (jnp.where(valid[:, None], boxes[index], 0.0), jnp.where(valid, scores[index], 0.0),
-          jnp.where(valid, classes[index], 0).astype(jnp.int32), valid)
+  def _res5(self, features, rois) -> jax.Array:
+    return run_stage(self.res5, self.pool(features, rois, self.resolution))
+
+  def box_features(self, features, rois) -> jax.Array:
+    return self._res5(features, rois).mean(axis=(1, 2))
+
+  def mask_features(self, features, rois) -> jax.Array:
+    return self._res5(features, rois)

@@ -1,14 +1,17 @@
-"""Region Proposal Network: head, anchor targets and losses, and static-shape proposal generation.
+"""Region Proposal Network: ``RPN`` owns its head and anchors, its losses and static-shape proposals.
 
-All per-image functions here take one image's tensors and are ``jax.vmap``-ed over the batch by
-``mask_rcnn.py``.  Anchors are flattened level by level in (y, x, anchor) order, which is also the order
-of the head's outputs, so anchor ``i`` and prediction ``i`` always refer to the same box.
+Anchors are flattened level by level in (y, x, anchor) order, which is also the order of the head's
+outputs, so anchor ``i`` and prediction ``i`` always refer to the same box. The per-image functions
+(``rpn_losses``, ``propose``) are ``jax.vmap``-ed over the batch by ``RPN``.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -16,13 +19,13 @@ from mrcnn_jax import ops
 
 
 class RPNHead(nnx.Module):
-  """Shared 3x3 conv + ReLU, then 1x1 objectness (A) and 1x1 box deltas (4A) on every level."""
+  """Shared 3x3 conv + ReLU, then 1x1 objectness (A) and 1x1 anchor deltas (4A) on every level."""
 
   def __init__(self, channels: int, num_anchors: int, *, dtype=None, rngs: nnx.Rngs):
     init = nnx.initializers.normal(0.01)
     self.conv = nnx.Conv(channels, channels, (3, 3), kernel_init=init, dtype=dtype, rngs=rngs)
-    self.objectness = nnx.Conv(channels, num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
-    self.deltas = nnx.Conv(channels, 4 * num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
+    self.objectness_logits = nnx.Conv(channels, num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
+    self.anchor_deltas = nnx.Conv(channels, 4 * num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
 
   def __call__(self, features: list[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
     """features: per level [B,H,W,C] -> per level logits [B,H*W*A] and deltas [B,H*W*A,4] (float32)."""
@@ -30,9 +33,66 @@ class RPNHead(nnx.Module):
     for x in features:
       x = nnx.relu(self.conv(x))
       batch = x.shape[0]
-      logits.append(self.objectness(x).reshape(batch, -1).astype(jnp.float32))
-      deltas.append(self.deltas(x).reshape(batch, -1, 4).astype(jnp.float32))
+      logits.append(self.objectness_logits(x).reshape(batch, -1).astype(jnp.float32))
+      deltas.append(self.anchor_deltas(x).reshape(batch, -1, 4).astype(jnp.float32))
     return logits, deltas
+
+
+@functools.lru_cache(maxsize=None)
+def anchors(canvas: int, stride: int | None, sizes: tuple, ratios: tuple) -> tuple[np.ndarray, ...]:
+  """Per-level anchors [N_l,4] as numpy constants, computed once per canvas outside any trace.
+
+  stride None: the FPN pyramid (one size per level, P2..P6); else one map of that stride, all sizes.
+  """
+  with jax.ensure_compile_time_eval():
+    if stride is None:
+      levels = ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios)
+    else:
+      levels = [ops.c4_anchors(canvas, canvas, stride=stride, sizes=sizes, ratios=ratios)]
+    return tuple(np.asarray(a, np.float32) for a in levels)
+
+
+class RPN(nnx.Module):
+  """The proposal generator: ``rpn_head`` on the feature maps, anchor targets and losses, proposals.
+
+  Usage: ``logits, deltas = rpn(features)``, then ``rpn.losses(logits, deltas, batch, key)`` (training)
+  and ``rpn.proposals(logits, deltas, image_size, training)``.
+  """
+
+  def __init__(self, cfg, in_channels: int, *, canvas: int, stride: int | None, anchor_sizes, anchor_ratios,
+               dtype=None, rngs: nnx.Rngs):
+    """cfg: config.model.rpn; stride: of the single feature map, or None for the FPN pyramid."""
+    self.cfg = cfg
+    self.anchor_spec = (canvas, stride, tuple(anchor_sizes), tuple(anchor_ratios))
+    per_cell = len(anchor_ratios) * (1 if stride is None else len(anchor_sizes))
+    self.rpn_head = RPNHead(in_channels, per_cell, dtype=dtype, rngs=rngs)
+
+  def anchors(self) -> tuple[np.ndarray, ...]:
+    return anchors(*self.anchor_spec)
+
+  def __call__(self, features: list[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
+    """features: per level [B,H,W,C] -> per level objectness logits [B,N_l] and deltas [B,N_l,4]."""
+    return self.rpn_head(features)
+
+  def losses(self, logits, deltas, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+    """{"rpn_cls", "rpn_box"}: sums over sampled anchors / (batch_per_image * B), Detectron2's norm."""
+    num_images = batch["gt_boxes"].shape[0]
+    per_image = functools.partial(rpn_losses, anchors=jnp.concatenate(self.anchors()), cfg=self.cfg)
+    cls, box = jax.vmap(per_image)(
+        jnp.concatenate(logits, axis=1), jnp.concatenate(deltas, axis=1), gt_boxes=batch["gt_boxes"],
+        gt_valid=batch["gt_valid"], gt_crowd=batch["gt_crowd"], key=jax.random.split(key, num_images))
+    norm = self.cfg.batch_per_image * num_images
+    return {"rpn_cls": cls.sum() / norm, "rpn_box": box.sum() / norm}
+
+  def proposals(self, logits, deltas, image_size: jax.Array, training: bool):
+    """-> boxes [B,P,4] (canvas pixels, no gradient), valid [B,P]; P = post-NMS top-k (train/test)."""
+    r = self.cfg
+    per_image = functools.partial(
+        propose, anchors=self.anchors(),
+        pre_nms_topk=r.pre_nms_topk_train if training else r.pre_nms_topk_test,
+        post_nms_topk=r.post_nms_topk_train if training else r.post_nms_topk_test,
+        nms_threshold=r.nms_threshold, min_size=r.min_size)
+    return jax.vmap(lambda lg, dl, size: per_image(lg, dl, image_size=size))(logits, deltas, image_size)
 
 
 def rpn_losses(logits, deltas, anchors, gt_boxes, gt_valid, gt_crowd, key, cfg):
@@ -41,8 +101,7 @@ def rpn_losses(logits, deltas, anchors, gt_boxes, gt_valid, gt_crowd, key, cfg):
   Args:
     logits [N], deltas [N,4]: predictions for all anchors [N,4]; gt_*: [G,...]; cfg: config.model.rpn.
   Returns:
-    (objectness BCE sum, box L1 sum) over the sampled anchors; the caller divides by
-    ``batch_per_image * num_images`` (Detectron2's normaliser).
+    (objectness BCE sum, box L1 sum) over the sampled anchors (``RPN.losses`` normalises them).
   """
   iou = ops.box_iou(gt_boxes, anchors)
   matched, labels = ops.match(iou, gt_valid, gt_crowd, cfg.fg_iou, cfg.bg_iou, allow_low_quality=True)

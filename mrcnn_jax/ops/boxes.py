@@ -14,6 +14,10 @@ from mrcnn_jax.ops._checks import check_array
 SCALE_CLAMP = math.log(1000.0 / 16)
 
 
+def _at_least_f32(boxes):
+  return boxes.astype(jnp.promote_types(boxes.dtype, jnp.float32))
+
+
 def _sides(boxes):
   """Widths and heights (clamped at 0) of boxes [..., 4]."""
   w = jnp.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
@@ -22,17 +26,23 @@ def _sides(boxes):
 
 
 def box_area(boxes):
-  """Area of boxes [..., 4] -> [...]; inverted boxes have area 0."""
-  boxes = check_array("boxes", boxes, last_dim=4, kind="float")
+  """Area of boxes [..., 4] -> [...] float32 (or wider); inverted boxes have area 0.
+
+  Computed in at least float32: float16 areas overflow past 65504 (a 256 x 256 box).
+  """
+  boxes = _at_least_f32(check_array("boxes", boxes, last_dim=4, kind="float"))
   w, h = _sides(boxes)
   return w * h
 
 
 def box_iou(a, b):
-  """Pairwise intersection over union of a [N, 4] and b [M, 4] -> [N, M] (0 where the union is 0)."""
+  """Pairwise intersection over union of a [N, 4] and b [M, 4] -> [N, M] (0 where the union is 0).
+
+  Computed in at least float32, whatever the boxes' dtype (float16 areas overflow on photo sizes).
+  """
   a = check_array("a", a, ndim=2, last_dim=4, kind="float")
   b = check_array("b", b, ndim=2, last_dim=4, kind="float")
-  return pairwise_iou(a, b)
+  return pairwise_iou(_at_least_f32(a), _at_least_f32(b))
 
 
 def pairwise_iou(a, b):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from mrcnn_jax.ops._checks import check_array, check_same_leading
-from mrcnn_jax.ops.roi_align import axis_taps, roi_regions, sample_regions
+from mrcnn_jax.ops.roi_pooling import axis_taps, roi_regions, sample_regions
 
 
 def _in_frame(boxes, frames, h, w, pad):

@@ -67,10 +67,15 @@ def match(iou, gt_valid, gt_crowd, fg_threshold, bg_threshold, allow_low_quality
   return matched_gt, labels
 
 
+def positive_slots(num_samples: int, positive_fraction: float) -> int:
+  """How many of ``num_samples`` sampled slots may hold foreground: int(num_samples * fraction)."""
+  return int(num_samples * positive_fraction)
+
+
 def sample_balanced(key, labels, num_samples, positive_fraction):
   """Draws up to num_samples labelled entries, at most a positive_fraction of them fg.
 
-  Like Detectron2's subsample_labels: take min(#fg, int(num_samples * positive_fraction))
+  Like Detectron2's subsample_labels: take min(#fg, positive_slots(num_samples, positive_fraction))
   random fg, fill the rest with random bg; if there are too few, the tail is padding.
 
   Args:
@@ -87,7 +92,7 @@ def sample_balanced(key, labels, num_samples, positive_fraction):
   if not 0.0 <= positive_fraction <= 1.0:
     raise ValueError(f"positive_fraction must lie in [0, 1], got {positive_fraction!r}")
   n = labels.shape[0]
-  max_pos = int(num_samples * positive_fraction)
+  max_pos = positive_slots(num_samples, positive_fraction)
   is_pos, is_neg = labels == FOREGROUND, labels == BACKGROUND
   take_pos = jnp.minimum(jnp.sum(is_pos, dtype=jnp.int32), max_pos)
   take_neg = jnp.minimum(jnp.sum(is_neg, dtype=jnp.int32), num_samples - take_pos)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mrcnn_jax.ops._checks import check_array
-from mrcnn_jax.ops.roi_align import (check_output_size, check_sampling_ratio, roi_pool,
+from mrcnn_jax.ops.roi_pooling import (check_output_size, check_sampling_ratio, roi_pool,
                                      roi_regions, sample_regions)
 
 METHODS = ("roi_align", "roi_pool", "roi_warp")

@@ -21,7 +21,7 @@ from etils import epath
 from flax import nnx
 from ml_collections import ConfigDict
 
-from mrcnn_jax import data as data_lib
+from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax import evaluate as evaluate_lib
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import checkpoint as checkpoint_lib
@@ -106,7 +106,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
     save_config(config, workdir)
 
   graphdef, params, rest = init_model(config, mesh)
-  freeze_at = config.model.get("freeze_at", 0)
+  freeze_at = config.model.freeze_at
   tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
   state = train_step_lib.init_state(params, tx, tc.seed, mesh)
   step_fn = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh, freeze_at)

@@ -71,16 +71,19 @@ def decay_mask(params):
 
 
 def stage_of(path) -> int | None:
-  """ResNet stage number of a parameter (1 = stem, 2 = res2, ...), None outside the backbone trunk.
+  """ResNet stage number of a backbone parameter (1 = stem, 2 = res2, ...), None elsewhere.
 
-  The trunk is ``.../stem/...`` and ``.../stages/<i>/...`` (``i = 0`` is res2); see model/resnet.py.
+  The trunk is ``backbone/[bottom_up/]stem/...`` and ``backbone/[bottom_up/]res<k>/...`` (model/resnet.py);
+  C4's res5 lives in the RoI heads and is never frozen, as in Detectron2.
   """
   names = _names(path)
-  for i, name in enumerate(names):
+  if not names or names[0] != "backbone":
+    return None
+  for name in names:
     if name == "stem":
       return 1
-    if name == "stages" and i + 1 < len(names):
-      return int(names[i + 1]) + 2
+    if isinstance(name, str) and name.startswith("res") and name[3:].isdigit():
+      return int(name[3:])
   return None
 
 
@@ -102,8 +105,8 @@ def make_optimizer(train: ConfigDict, global_batch: int, freeze_at: int = 0,
   if train.optimizer not in ("sgd", "adamw"):
     raise ValueError(f"config.train.optimizer must be 'sgd' or 'adamw', got {train.optimizer!r}")
   schedule = lr_schedule(scaled_lr(train.base_lr, global_batch), train.warmup_steps,
-                         train.warmup_factor, train.decay_steps, kind=train.get("lr_schedule", "step"),
-                         total_steps=train.get("steps", 0))
+                         train.warmup_factor, train.decay_steps, kind=train.lr_schedule,
+                         total_steps=train.steps)
   parts = []
   if train.clip_norm and train.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(train.clip_norm))

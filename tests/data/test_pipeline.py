@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from mrcnn_jax import data
+from mrcnn_jax.data import pipeline as data
 from mrcnn_jax.configs import shapes_tiny
 
 
@@ -105,7 +105,7 @@ def test_class_info_and_config_errors(shapes_data):
 
 def test_reading_does_not_import_tensorflow(shapes_data):
   data_dir, name, _ = shapes_data
-  code = ("import sys\nfrom mrcnn_jax import data\nfrom mrcnn_jax.configs import shapes_tiny\n"
+  code = ("import sys\nfrom mrcnn_jax.data import pipeline as data\nfrom mrcnn_jax.configs import shapes_tiny\n"
           "c = shapes_tiny.get_config()\n"
           f"c.data.update(dict(name={name!r}, data_dir={data_dir!r}, canvas=64, min_size=64, max_size=64))\n"
           "next(data.train_iterator(c)); list(data.eval_iterator(c))\n"

@@ -41,7 +41,9 @@ def test_ablation_switches_build_and_step(train_step, make_config, make_batch, o
 @pytest.mark.parametrize("head_norm", ["", "group"])
 def test_head_norm_switches_fpn_and_mask_convs(make_config, head_norm):
   model = nnx.eval_shape(lambda: build_model(make_config(head_norm=head_norm)))
-  convs = [*model.fpn.lateral, *model.fpn.output, *model.mask_head.convs]
+  fpn, mask_head = model.backbone, model.roi_heads.mask_head
+  convs = [getattr(fpn, f"fpn_{kind}{level}") for kind in ("lateral", "output") for level in (2, 3, 4, 5)]
+  convs += [mask_head.mask_fcn1, mask_head.mask_fcn2]
   assert len(convs) == 4 + 4 + 2
   for conv in convs:
     if head_norm:

@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from mrcnn_jax import build_model
+from mrcnn_jax.model.roi_sampling import foreground_slots
 
 
 
@@ -18,10 +19,10 @@ def test_backbone_and_fpn_shapes(make_config):
   config = make_config()
   model = build_model(config)
   image = jnp.zeros((2, 64, 64, 3), jnp.uint8)
-  rpn_features, pool_features = nnx.jit(lambda m, x: m._features(x))(model, image)
+  rpn_features, pool_features = nnx.jit(lambda m, x: m.features(x))(model, image)
   assert [f.shape for f in rpn_features] == [(2, 64 // s, 64 // s, 16) for s in (4, 8, 16, 32, 64)]
   assert len(pool_features) == 4
-  logits, deltas = model.rpn_head(rpn_features)
+  logits, deltas = model.proposal_generator(rpn_features)
   for level, (lg, dl) in enumerate(zip(logits, deltas)):
     cells = (64 // 2 ** (level + 2)) ** 2
     assert lg.shape == (2, cells * 3) and dl.shape == (2, cells * 3, 4)
@@ -105,16 +106,16 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
 def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
   roi = make_config().model.roi
   batch = make_batch(make_config(), num_instances=2)
-  slots = int(roi.batch_per_image * roi.positive_fraction)
+  slots = foreground_slots(roi)
   losses = {}
   for cap in (0, 2):
     model = build_model(make_config(**{"mask.rois_per_image": cap}))
     seen = []
-    head = model._mask_logits
-    model._mask_logits = lambda features, rois: seen.append(rois.shape) or head(features, rois)
+    head = model.roi_heads.mask_logits
+    model.roi_heads.mask_logits = lambda features, rois: seen.append(rois.shape) or head(features, rois)
     jax.eval_shape(lambda: model.losses(batch, jax.random.key(0)))
     assert seen == [(2, cap or slots, 4)]
-    del model._mask_logits
+    del model.roi_heads.mask_logits
     losses[cap] = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(0))
   for name in ("rpn_cls", "rpn_box", "cls", "box"):  # same sampled RoIs: the box branch is untouched
     np.testing.assert_array_equal(losses[2][name], losses[0][name], err_msg=name)

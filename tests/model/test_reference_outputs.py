@@ -25,10 +25,9 @@ CASES = {
 }
 
 
-def outputs(config) -> dict[str, np.ndarray]:
+def outputs(config, batch) -> dict[str, np.ndarray]:
   """Losses, detections and the sorted parameter shapes of a freshly built model (seed 0)."""
   model = build_model(config, seed=0)
-  batch = _batch(config)
   losses = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(7))
   det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
   shapes = sorted(tuple(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -38,14 +37,10 @@ def outputs(config) -> dict[str, np.ndarray]:
   return out
 
 
-def _batch(config):
-  from conftest import synthetic_batch  # pylint: disable=import-outside-toplevel
-  return synthetic_batch(config, batch_size=2, num_instances=3, seed=3)
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_outputs_match_the_recorded_reference(make_config, case):
-  got = outputs(make_config(**CASES[case]))
+def test_outputs_match_the_recorded_reference(make_config, make_batch, case):
+  config = make_config(**CASES[case])
+  got = outputs(config, make_batch(config, batch_size=2, num_instances=3, seed=3))
   if os.environ.get("MRCNN_RECORD_REFERENCE"):
     recorded = dict(np.load(REFERENCE)) if os.path.exists(REFERENCE) else {}
     recorded.update({f"{case}/{k}": v for k, v in got.items()})

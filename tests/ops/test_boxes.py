@@ -45,6 +45,14 @@ def test_box_area():
   np.testing.assert_allclose(B.box_area(b), [[6.0, 0.0]])
 
 
+def test_float16_photo_sized_boxes_keep_their_iou():
+  """300 x 300 boxes: float16 areas (90,000) overflow to inf, so IoU would read 0; we compute in f32."""
+  a = jnp.asarray([[0.0, 0.0, 300.0, 300.0]], jnp.float16)
+  b = jnp.asarray([[0.0, 0.0, 300.0, 150.0]], jnp.float16)
+  assert float(B.box_area(a)[0]) == 90000.0 and B.box_area(a).dtype == jnp.float32
+  np.testing.assert_allclose(B.box_iou(a, b), [[0.5]])
+
+
 def test_clip_boxes_with_traced_size():
   b = jnp.array([[-5.0, 2.0, 30.0, 50.0], [3.0, -1.0, 8.0, 9.0]])
   want = [[0.0, 2.0, 20.0, 40.0], [3.0, 0.0, 8.0, 9.0]]

@@ -10,8 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-# From the module: the package name `mrcnn_jax.ops.nms` is the function once the package is imported.
-from mrcnn_jax.ops.nms import batched_nms, nms  # noqa: E402
+from mrcnn_jax.ops import batched_nms, nms  # noqa: E402
 
 
 def random_case(seed, n, canvas=200.0, max_side=60.0):

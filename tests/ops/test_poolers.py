@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrcnn_jax.ops.poolers import fpn_levels, multilevel_pool
-from mrcnn_jax.ops.roi_align import roi_align, roi_pool, roi_warp
+from mrcnn_jax.ops.roi_pooling import roi_align, roi_pool, roi_warp
 
 
 def _square(side, x=0.0, y=0.0):

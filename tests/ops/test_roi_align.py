@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from mrcnn_jax.ops.roi_align import roi_align, roi_pool, roi_warp
+from mrcnn_jax.ops.roi_pooling import roi_align, roi_pool, roi_warp
 
 
 def _bilinear(feat, y, x):

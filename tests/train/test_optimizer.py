@@ -5,18 +5,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from ml_collections import ConfigDict
 
-from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax import configs
+from mrcnn_jax.configs import base, shapes_tiny
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import optimizer
 
 
 def train_config(**overrides):
-  config = ConfigDict(dict(optimizer="sgd", base_lr=0.02, warmup_steps=200, warmup_factor=0.001,
-                           decay_steps=(2400, 2800), momentum=0.9, weight_decay=1e-4, clip_norm=0.0))
-  config.update(overrides)
-  return config
+  """The base config's train section with the schedule these tests pin, and ``overrides``."""
+  return configs.override(base.get_config(), {
+      "train.optimizer": "sgd", "train.base_lr": 0.02, "train.warmup_steps": 200, "train.warmup_factor": 0.001,
+      "train.lr_schedule": "step", "train.decay_steps": (2400, 2800), "train.steps": 3000, "train.momentum": 0.9,
+      "train.weight_decay": 1e-4, "train.clip_norm": 0.0, **{f"train.{k}": v for k, v in overrides.items()}}).train
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,10 @@ def test_unknown_schedule_raises():
 def test_decay_mask_excludes_norm_scales_and_biases(model_params):
   mask = flat(optimizer.decay_mask(model_params))
   shapes = {path: leaf.shape for path, leaf in flat(model_params).items()}
-  assert ("backbone", "stem", "norm", "scale") in mask and not mask[("backbone", "stem", "norm", "scale")]
-  assert not mask[("backbone", "stem", "norm", "bias")]
-  assert mask[("backbone", "stem", "conv", "kernel")]
+  stem = ("backbone", "bottom_up", "stem")
+  assert (*stem, "norm", "scale") in mask and not mask[(*stem, "norm", "scale")]
+  assert not mask[(*stem, "norm", "bias")]
+  assert mask[(*stem, "conv", "kernel")]
   for path, decayed in mask.items():
     assert decayed == (path[-1] == "kernel"), (path, shapes[path])
 
@@ -66,8 +68,9 @@ def test_decay_mask_excludes_norm_scales_and_biases(model_params):
 def test_freeze_at_two_freezes_stem_and_res2_only(model_params):
   labels = flat(optimizer.frozen_labels(model_params, freeze_at=2))
   frozen = {path for path, label in labels.items() if label == "frozen"}
-  assert frozen and all(p[:2] == ("backbone", "stem") or p[:3] == ("backbone", "stages", 0) for p in frozen)
-  assert {p for p in labels if p[:2] == ("backbone", "stem") or p[:3] == ("backbone", "stages", 0)} == frozen
+  in_stem_or_res2 = lambda p: p[:3] in (("backbone", "bottom_up", "stem"), ("backbone", "bottom_up", "res2"))
+  assert frozen and all(in_stem_or_res2(p) for p in frozen)
+  assert {p for p in labels if in_stem_or_res2(p)} == frozen
 
   tx, _ = optimizer.make_optimizer(train_config(warmup_steps=0), global_batch=16, freeze_at=2)
   state = tx.init(model_params)

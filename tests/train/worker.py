@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from mrcnn_jax import data as data_lib
+from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.train import loop
 from mrcnn_jax.train import mesh as mesh_lib
 from mrcnn_jax.train import optimizer as optimizer_lib

@@ -1,31 +1,24 @@
 """Jitted inference on images of any size: ``mrcnn_jax.predict(model, images) -> Detections``.
 
-Images are resized and padded onto the model's fixed canvas exactly as the input pipeline does, run
-through one compiled ``MaskRCNN.detect`` per (canvas, batch bucket), and mapped back to each original
-image's pixels.  Batches are padded up to a power of two (at most ``batch_size``), so a new set of
-images, of any sizes and count, reuses the compiled function.
-
-CLI:
-    python -m mrcnn_jax.predict --workdir W --images a.jpg b.png --out DIR
-writes DIR/<name>.png (masks, boxes, class names and scores drawn on the image) and
-DIR/detections.json (COCO-style results: bbox [x, y, w, h], score, category_id, RLE segmentation).
+Images are resized and padded onto the model's fixed canvas exactly as the input pipeline does
+(``data.resize``), run through one compiled ``MaskRCNN.detect`` per (canvas, batch bucket), and mapped
+back to each original image's pixels (``postprocess``). Batches are padded up to a power of two (at
+most ``batch_size``), so a new set of images, of any sizes and count, reuses the compiled function.
+Needs JAX, Flax, numpy and PIL only: no TFDS, grain, TensorFlow or pycocotools.
+The command line (pictures and COCO JSON for image files) is ``python -m mrcnn_jax.infer``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
-import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mrcnn_jax import ops
-from mrcnn_jax.data.preprocess import preprocess
+from mrcnn_jax.data.resize import resize_and_pad
+from mrcnn_jax.postprocess import to_original
 
 
 @dataclasses.dataclass
@@ -100,28 +93,6 @@ def detect_canvas(model, image, image_size, score_threshold=None, nms_threshold=
   return jax.device_get(out)
 
 
-_paste = jax.jit(ops.paste_masks, static_argnames=("height", "width"))
-
-
-def _round_up(n: int, step: int = 64) -> int:
-  return -(-int(n) // step) * step
-
-
-def to_original(boxes, masks, scale, original_size):
-  """Canvas detections of one image -> original pixels.
-
-  boxes [D,4] canvas pixels, masks [D,M,M] probabilities or None, scale (canvas / original),
-  original_size (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel
-  centres, > 0.5; pasted on a canvas rounded up to 64 px so few sizes get compiled, then cropped).
-  """
-  height, width = (int(v) for v in original_size)
-  boxes = np.clip(np.asarray(boxes, np.float32) / np.float32(scale), 0, [width, height, width, height])
-  if masks is None:
-    return boxes, None
-  pasted = _paste(np.asarray(masks, np.float32), boxes, height=_round_up(height), width=_round_up(width))
-  return boxes, np.asarray(pasted)[:, :height, :width]
-
-
 def _bucket(n: int, batch_size: int) -> int:
   return min(batch_size, 1 << (n - 1).bit_length())
 
@@ -148,9 +119,7 @@ def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: floa
 
   images = as_rgb_images(images)
   d = config.data
-  examples = [preprocess({"image": im, "image_id": i, "boxes": np.zeros((0, 4)), "classes": [], "crowd": [],
-                          "masks": None}, canvas=d.canvas, min_size=d.min_size, max_size=d.max_size,
-                         max_instances=1, mask_size=1) for i, im in enumerate(images)]
+  examples = [resize_and_pad(im, canvas=d.canvas, min_size=d.min_size, max_size=d.max_size) for im in images]
   outputs = []
   for start in range(0, len(examples), batch_size):
     chunk = examples[start:start + batch_size]
@@ -171,52 +140,3 @@ def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: floa
       classes=np.where(det["valid"], det["classes"], 0).astype(np.int32),
       masks=np.stack(masks) if same_size else masks, num_detections=det["valid"].sum(1).astype(np.int32),
       class_names=tuple(config.class_names))
-
-
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
-  parser.add_argument("--images", nargs="+", required=True, help="image files (any size, RGB/gray/RGBA)")
-  parser.add_argument("--out", required=True, help="folder for the drawn PNGs and detections.json")
-  parser.add_argument("--score_threshold", type=float, default=0.5)
-  parser.add_argument("--nms_threshold", type=float, default=None)
-  parser.add_argument("--max_detections", type=int, default=None)
-  args = parser.parse_args(argv)
-
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  import mrcnn_jax  # pylint: disable=import-outside-toplevel
-  from mrcnn_jax.evaluate import detections_to_coco  # pylint: disable=import-outside-toplevel
-  from mrcnn_jax.visualize import draw_detections  # pylint: disable=import-outside-toplevel
-
-  for path in args.images:
-    if not os.path.isfile(path):
-      parser.error(f"--images: no such file: {path}")
-  model = mrcnn_jax.load(args.workdir)
-  images = []
-  for path in args.images:
-    try:
-      images.append(np.asarray(Image.open(path).convert("RGB")))
-    except OSError as e:
-      parser.error(f"--images: cannot read {path}: {e}")
-  detections = predict(model, images, score_threshold=args.score_threshold,
-                       nms_threshold=args.nms_threshold, max_detections=args.max_detections)
-  os.makedirs(args.out, exist_ok=True)
-  results = []
-  for b, path in enumerate(args.images):
-    name = os.path.splitext(os.path.basename(path))[0]
-    one = detections.image(b)
-    draw_detections(images[b], one).save(os.path.join(args.out, f"{name}.png"))
-    n = len(one["scores"])
-    for r in detections_to_coco(b, one["boxes"], one["scores"], one["classes"], np.ones(n, bool),
-                                range(1, len(model.config.class_names) + 1), one["masks"]):
-      results.append(dict(r, file_name=os.path.basename(path)))
-  with open(os.path.join(args.out, "detections.json"), "w") as f:
-    json.dump(results, f)
-  for b, path in enumerate(args.images):
-    print(f"{path}: {int(detections.num_detections[b])} detections")
-  print(f"wrote {len(images)} PNGs and detections.json to {args.out}")
-  return 0
-
-
-if __name__ == "__main__":
-  raise SystemExit(main())

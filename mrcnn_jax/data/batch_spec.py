@@ -1,0 +1,62 @@
+"""The batch: the one definition of what the input pipeline yields and the model consumes.
+
+A batch is a dict of numpy (or jax) arrays with static shapes. B images per batch, each placed at the
+top-left of a square zero canvas of side C (``config.data.canvas``), with its ground truth padded to
+G = ``config.data.max_instances`` instances; GT masks are stored cropped to their box at Mg x Mg
+(``config.data.gt_mask_size``). Padding is marked, never dropped:
+
+  image          [B,C,C,3] uint8    resized image, zeros outside image_size
+  image_size     [B,2]     int32    (h, w) of the image content on the canvas
+  scale          [B]       float32  canvas pixels per original pixel
+  original_size  [B,2]     int32    (h, w) of the original image
+  image_id       [B]       int64    dataset image id; -1 marks a padding example (evaluation tail)
+  gt_boxes       [B,G,4]   float32  (x1, y1, x2, y2) in canvas pixels; zeros in padded slots
+  gt_classes     [B,G]     int32    1..K (0 = padding; the model's class 0 is background)
+  gt_masks       [B,G,Mg,Mg] uint8  {0,1}, the instance mask inside its box (``preprocess.crop_mask``)
+  gt_valid       [B,G]     bool     the slot holds a real instance (crowd regions included)
+  gt_crowd       [B,G]     bool     crowd region: ignored in matching, never a training target
+
+``MaskRCNN.losses`` reads every field but ``scale``, ``original_size`` and ``image_id``;
+``MaskRCNN.detect`` reads ``image`` and ``image_size``. ``scale`` and ``original_size`` map detections
+back to original pixels (``mrcnn_jax.postprocess``).
+"""
+
+import numpy as np
+
+
+def field_specs(canvas: int, max_instances: int, mask_size: int) -> dict[str, tuple[tuple[int, ...], type]]:
+  """Per-example (no batch dim) shape and numpy dtype of every field."""
+  g = max_instances
+  return {
+      "image": ((canvas, canvas, 3), np.uint8),
+      "image_size": ((2,), np.int32),
+      "scale": ((), np.float32),
+      "original_size": ((2,), np.int32),
+      "image_id": ((), np.int64),
+      "gt_boxes": ((g, 4), np.float32),
+      "gt_classes": ((g,), np.int32),
+      "gt_masks": ((g, mask_size, mask_size), np.uint8),
+      "gt_valid": ((g,), bool),
+      "gt_crowd": ((g,), bool),
+  }
+
+
+def blank_example(canvas: int, max_instances: int, mask_size: int) -> dict:
+  """An all-padding example: a zero image filling the canvas, no instances, image_id -1."""
+  example = {name: np.zeros(shape, dtype) for name, (shape, dtype) in
+             field_specs(canvas, max_instances, mask_size).items()}
+  example["image_size"][:] = example["original_size"][:] = canvas
+  example["scale"], example["image_id"] = np.float32(1.0), np.int64(-1)
+  return example
+
+
+def check_batch(batch: dict, config) -> None:
+  """Raises ValueError naming the first field whose shape or dtype disagrees with the spec."""
+  d = config.data
+  for name, (shape, dtype) in field_specs(d.canvas, d.max_instances, d.gt_mask_size).items():
+    if name not in batch:
+      raise ValueError(f"batch is missing field {name!r} (see mrcnn_jax.data.batch_spec)")
+    value = batch[name]
+    if tuple(value.shape[1:]) != shape or np.dtype(value.dtype) != np.dtype(dtype):
+      raise ValueError(f"batch[{name!r}] must be [B,{','.join(map(str, shape))}] {np.dtype(dtype).name}, "
+                       f"got {list(value.shape)} {np.dtype(value.dtype).name} (see mrcnn_jax.data.batch_spec)")
