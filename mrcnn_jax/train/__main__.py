@@ -10,12 +10,14 @@ saving a checkpoint at the step it was on (a second Ctrl-C abandons the step wit
 user error (one line on stderr: a bad config key or value, data not prepared, ...).
 """
 
+import logging
 import os
 import re
 import sys
 
 import jax
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from mrcnn_jax import errors
@@ -26,6 +28,7 @@ flags.DEFINE_string("workdir", None, "Output directory (local or gs://): checkpo
 flags.DEFINE_enum("distributed", "auto", ["auto", "yes", "no"], "Call jax.distributed.initialize().")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+QUIET = ("/orbax/", "/tensorflow_datasets/")  # their INFO lines (~140 per short run) are not shown
 
 
 def initialize_distributed(mode: str):
@@ -57,10 +60,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(errors.fail(f"unknown config key {path}{hint}"))
 
 
+def quiet_library_logs():
+  """Hides the INFO lines of the libraries in QUIET (their warnings and errors still show)."""
+  absl_logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= logging.WARNING or not any(q in record.pathname for q in QUIET))
+
+
 def train(argv) -> int:
   """Trains; the exit code is 128 + the signal's number when a signal stopped training."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_library_logs()
   initialize_distributed(FLAGS.distributed)
   _, metrics = loop.train(FLAGS.config, FLAGS.workdir)
   return 128 + metrics["signal"] if "preempted" in metrics else 0

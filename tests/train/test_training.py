@@ -5,6 +5,7 @@ which is also their uninterrupted reference."""
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -94,8 +95,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config,
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_and_sigterm_save_and_exit_with_their_code(steps_runs, tiny_config, jax_env, tmp_path,
-                                                          signum, code):
+def test_ctrl_c_and_sigterm_save_and_exit_with_their_code(tiny_config, jax_env, tmp_path, signum, code):
   run_config = tiny_config.copy_and_resolve_references()
   run_config.train.steps = run_config.train.checkpoint_every = 10**6    # only the signal saves
   overrides = config_flags(run_config, shapes_tiny.get_config())
@@ -111,4 +111,5 @@ def test_ctrl_c_and_sigterm_save_and_exit_with_their_code(steps_runs, tiny_confi
   (step,) = saved_steps(tmp_path)
   assert f"stopped by {signal.Signals(signum).name}: saved step {step}, exiting" in out
   assert "Traceback" not in out and "KeyboardInterrupt" not in out
+  assert not re.findall(r"I\d{4} [\d:.]+ +\d+ \w+\.py:\d+\]", out)    # Orbax's INFO lines hidden
   assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step
