@@ -74,9 +74,10 @@ class MaskRCNN(nnx.Module):
                            rngs=rngs)
     if c4:
       feature_channels = self.backbone.stage_channels[-1]  # res4
+      anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)
+      self.rpn_head = RPNHead(feature_channels, anchors_per_cell, dtype=dtype, rngs=rngs)
       self.box_head = Res5Head(m.backbone, m.width, m.norm, dtype=dtype, rngs=rngs)
       mask_features, mask_in = self.box_head.out_features, m.roi.pooler_resolution // 2
-      anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)
     else:
       if m.head == "fpn":
         self.fpn = FPN(self.backbone.stage_channels, m.fpn_channels, norm=m.head_norm, dtype=dtype,
@@ -85,10 +86,10 @@ class MaskRCNN(nnx.Module):
       else:
         feature_channels = self.backbone.stage_channels[-1]  # res5
         anchors_per_cell = len(m.anchor_ratios) * len(m.anchor_sizes)
+      self.rpn_head = RPNHead(feature_channels, anchors_per_cell, dtype=dtype, rngs=rngs)
       self.box_head = TwoFCHead(feature_channels * m.roi.pooler_resolution ** 2, m.roi.fc_dim, dtype=dtype,
                                 rngs=rngs)
       mask_features, mask_in = feature_channels, m.mask.pooler_resolution
-    self.rpn_head = RPNHead(feature_channels, anchors_per_cell, dtype=dtype, rngs=rngs)
     self.predictor = BoxPredictor(self.box_head.out_features, config.num_classes, rngs=rngs)
     if m.mask_head == "fcn":
       self.mask_head = (Upsample(mask_features, m.mask.conv_dim, channels, dtype=dtype, rngs=rngs) if c4
