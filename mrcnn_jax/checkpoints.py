@@ -10,6 +10,7 @@ from flax import nnx
 
 from mrcnn_jax import configs
 from mrcnn_jax.configs import base
+from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import MaskRCNN, build_model
 
 
@@ -34,7 +35,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   """A workdir's ``config.json`` laid over today's base config (so fields added since have defaults)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir?")
+    raise UserError(f"{path} not found: is {workdir!r} a training workdir?")
   with open(path) as f:
     saved = json.load(f)
   try:

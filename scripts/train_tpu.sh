@@ -37,6 +37,9 @@ fi
 if [ "$local_run" = 0 ] && { [ -z "$tpu" ] || [ -z "$zone" ]; }; then
   echo "--tpu and --zone are required (or --local)" >&2; usage 2
 fi
+if [ ! -f "$config" ]; then
+  echo "no such config file: $config" >&2; exit 2
+fi
 
 # Shell-quotes one word for display: bare if harmless, else in single quotes.
 quote() {

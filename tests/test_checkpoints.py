@@ -6,6 +6,7 @@ import pytest
 
 from mrcnn_jax import checkpoints
 from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax.errors import UserError
 
 
 def test_saved_config_is_laid_over_the_base(tmp_path):
@@ -20,7 +21,7 @@ def test_saved_config_is_laid_over_the_base(tmp_path):
 
 
 def test_missing_config_names_the_workdir(tmp_path):
-  with pytest.raises(FileNotFoundError, match="training workdir"):
+  with pytest.raises(UserError, match="training workdir"):
     checkpoints.load_config(str(tmp_path))
 
 

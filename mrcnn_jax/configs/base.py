@@ -8,8 +8,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.num_classes = 80
-  config.class_names = ()
+  config.num_classes = 0       # 0: the prepared dataset's number of classes (and their names)
+  config.class_names = ()      # (): the dataset's names
 
   config.data = ml_collections.ConfigDict(dict(
       # COCO 2017 with instance masks, prepared by the folder builder:

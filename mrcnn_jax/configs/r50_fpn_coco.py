@@ -17,6 +17,7 @@ from mrcnn_jax.configs import base
 
 def get_config():
   config = base.get_config()
+  config.num_classes = 80  # COCO's; set 0 to take another dataset's
   config.data.name = "coco2017"
   config.data.num_workers = 8
   return config

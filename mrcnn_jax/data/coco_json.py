@@ -1,9 +1,10 @@
 """Reading and checking COCO-format instance annotation JSON (no TensorFlow).
 
-`load_coco_json` parses and validates the whole file up front and names the offending field on error,
-e.g. "annotations[3].bbox: expected 4 numbers". `instances_for_image` turns one image's annotations into
-(bbox, contiguous label, crowd, area, compressed RLE) records, dropping (and counting in a `Report`)
-zero-area boxes and segmentations that rasterize to no pixels. Polygons, uncompressed RLE (counts as a
+`load_coco_json` parses and validates the whole file up front and names the offending field on error
+(a UserError), e.g. "annotations[3].bbox: expected 4 numbers". `instances_for_image` turns one image's
+annotations into (bbox, contiguous label, crowd, area, compressed RLE) records, dropping (and counting
+and naming in a `Report`) boxes with no area inside the image and segmentations that rasterize to no
+pixels. Polygons, uncompressed RLE (counts as a
 list) and compressed RLE (counts as a string) are all accepted.
 """
 
@@ -13,6 +14,8 @@ import math
 
 import numpy as np
 import pycocotools.mask as mask_utils
+
+from mrcnn_jax.errors import UserError
 
 
 @dataclasses.dataclass
@@ -24,11 +27,12 @@ class Report:
   crowd: int = 0
   dropped_zero_area_box: int = 0
   dropped_empty_segmentation: int = 0
+  dropped: list = dataclasses.field(default_factory=list)  # why each dropped annotation was dropped
   skipped_bad_images: list = dataclasses.field(default_factory=list)
 
 
 def _fail(where: str, message: str):
-  raise ValueError(f"{where}: {message}")
+  raise UserError(f"{where}: {message}")
 
 
 def _is_number(x) -> bool:
@@ -70,7 +74,7 @@ def _check_segmentation(seg, where: str, height: int, width: int):
 
 
 def validate(data) -> None:
-  """Raises ValueError naming the first malformed field of a COCO instances dict."""
+  """Raises UserError naming the first malformed field of a COCO instances dict."""
   if not isinstance(data, dict):
     _fail("<root>", "expected a JSON object with images, annotations and categories")
   images = {}
@@ -129,11 +133,11 @@ def load_coco_json(path: str) -> dict:
     with open(path) as f:
       data = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path}: cannot read annotation JSON ({e})") from e
+    raise UserError(f"{path}: cannot read annotation JSON ({e})") from e
   try:
     validate(data)
-  except ValueError as e:
-    raise ValueError(f"{path}: {e}") from e
+  except UserError as e:
+    raise UserError(f"{path}: {e}") from e
   return data
 
 
@@ -163,6 +167,12 @@ def to_rle(segmentation, height: int, width: int) -> dict:
   return {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
 
 
+def _why_empty(segmentation) -> str:
+  if isinstance(segmentation, list) and any(0 < len(p) < 6 for p in segmentation):
+    return "segmentation has no pixels (a polygon with fewer than 3 points)"
+  return "segmentation has no pixels"
+
+
 def instances_for_image(anns, image: dict, category_ids, report: Report) -> list:
   """Kept instances of one image as dicts: box (x1, y1, x2, y2), label, crowd, area, rle counts."""
   height, width = image["height"], image["width"]
@@ -172,13 +182,16 @@ def instances_for_image(anns, image: dict, category_ids, report: Report) -> list
     x, y, w, h = ann["bbox"]
     x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
     x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    where = f"annotation id {ann.get('id')} (image id {image['id']}, {image['file_name']})"
     if x2 <= x1 or y2 <= y1:
       report.dropped_zero_area_box += 1
+      report.dropped.append(f"{where}: bbox {ann['bbox']} has no area inside the {width}x{height} image")
       continue
     rle = to_rle(ann["segmentation"], height, width)
     pixels = float(mask_utils.area(rle))
     if pixels == 0:
       report.dropped_empty_segmentation += 1
+      report.dropped.append(f"{where}: {_why_empty(ann['segmentation'])}")
       continue
     crowd = bool(ann.get("iscrowd", 0))
     out.append({"box": (x1, y1, x2, y2), "label": label_of[ann["category_id"]], "crowd": crowd,

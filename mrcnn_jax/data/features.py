@@ -48,3 +48,14 @@ def normalized_bbox(box_xyxy, height: int, width: int) -> tfds.features.BBox:
   x1, y1, x2, y2 = (float(v) for v in box_xyxy)
   return tfds.features.BBox(ymin=min(max(y1 / height, 0.0), 1.0), xmin=min(max(x1 / width, 0.0), 1.0),
                             ymax=min(max(y2 / height, 0.0), 1.0), xmax=min(max(x2 / width, 0.0), 1.0))
+
+
+class LocalBuilder:
+  """Mixin for our TFDS builders, which download nothing: TFDS's "Downloading and preparing dataset
+  Unknown size ..." and "... downloaded and prepared" lines become one "preparing" line."""
+
+  def _log_download_bytes(self):  # TFDS prints this before generating (tfds 4.9)
+    print(f"preparing {self.name} in {self.data_dir} ...")
+
+  def _log_download_done(self):
+    pass

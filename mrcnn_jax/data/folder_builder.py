@@ -4,8 +4,8 @@ One split per (annotation file, image folder) pair. Category ids need not be 1..
 categories sorted by id, and the original ids are kept in the metadata (`category_ids`) so evaluation
 reports them. Images without annotations are kept. Every image is fully decoded once to catch corrupt
 or missing files, and its size is checked against the JSON: such an image is an error naming the file,
-or, with `skip_bad_images`, skipped and listed in the split's `Report`. Zero-area boxes and empty
-segmentations are dropped and counted. All splits must have the same categories.
+or, with `skip_bad_images`, skipped and listed in the split's `Report`. Boxes with no area and empty
+segmentations are dropped, counted and named there. All splits must have the same categories.
 
 This is also the path to COCO 2017 *with masks* (TFDS's coco/2017 stores boxes only):
   python -m mrcnn_jax.data.prepare folder --name coco2017 --data_dir D \
@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mrcnn_jax.data import coco_json, features
+from mrcnn_jax.errors import UserError
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ def _read_image(path: str, width: int, height: int):
     return None, f"{path}: cannot decode image ({type(e).__name__}: {e})"
 
 
-class CocoFolder(tfds.core.GeneratorBasedBuilder):
+class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
   """COCO-format folder dataset; pass a FolderConfig (its name is the dataset's name)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -74,7 +75,7 @@ class CocoFolder(tfds.core.GeneratorBasedBuilder):
     first_split, first = next(iter(cats.items()))
     for split, other in cats.items():
       if other != first:
-        raise ValueError(f"{self.builder_config.annotations[split]}: categories differ from those of "
+        raise UserError(f"{self.builder_config.annotations[split]}: categories differ from those of "
                          f"split {first_split!r} ({self.builder_config.annotations[first_split]})")
     return first
 
@@ -91,7 +92,7 @@ class CocoFolder(tfds.core.GeneratorBasedBuilder):
     del dl_manager
     cfg = self.builder_config
     if set(cfg.annotations) != set(cfg.images):
-      raise ValueError(f"annotation splits {sorted(cfg.annotations)} != image splits {sorted(cfg.images)}")
+      raise UserError(f"annotation splits {sorted(cfg.annotations)} != image splits {sorted(cfg.images)}")
     return {split: self._generate_examples(split) for split in cfg.annotations}
 
   def _generate_examples(self, split: str):
@@ -104,7 +105,7 @@ class CocoFolder(tfds.core.GeneratorBasedBuilder):
       encoded, error = _read_image(path, image["width"], image["height"])
       if error is not None:
         if not self.builder_config.skip_bad_images:
-          raise ValueError(error + " (pass --skip_bad_images to skip such images)")
+          raise UserError(error + " (pass --skip_bad_images to skip such images)")
         report.skipped_bad_images.append(error)
         continue
       report.images += 1

@@ -18,6 +18,7 @@ import numpy as np
 from absl import flags, logging
 
 from mrcnn_jax.data import batch_spec, preprocess, sources
+from mrcnn_jax.errors import UserError
 
 # Records read ahead per process: enough to overlap with preprocessing, small enough for RAM.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=32)
@@ -61,14 +62,14 @@ def _check(config, shard_index: int, shard_count: int, batch_size: int) -> int:
   """Validates config.data and the sharding; returns the per-host batch size."""
   data = config.data
   if data.max_size > data.canvas:
-    raise ValueError(f"config.data.max_size ({data.max_size}) must be <= config.data.canvas "
+    raise UserError(f"config.data.max_size ({data.max_size}) must be <= config.data.canvas "
                      f"({data.canvas}): resized images must fit the canvas")
   if data.min_size > data.max_size:
-    raise ValueError(f"config.data.min_size ({data.min_size}) must be <= max_size ({data.max_size})")
+    raise UserError(f"config.data.min_size ({data.min_size}) must be <= max_size ({data.max_size})")
   if not 0 <= shard_index < shard_count:
     raise ValueError(f"shard_index {shard_index} not in [0, shard_count={shard_count})")
   if batch_size % shard_count:
-    raise ValueError(f"the global batch size ({batch_size}, config.data) must be divisible by "
+    raise UserError(f"the global batch size ({batch_size}, config.data) must be divisible by "
                      f"shard_count ({shard_count})")
   return batch_size // shard_count
 
@@ -101,7 +102,7 @@ def train_iterator(config, *, shard_index: int = 0, shard_count: int = 1):
   builder = sources.open_builder(config.data)
   source = sources.data_source(builder, config.data.train_split)
   if len(source) < shard_count:
-    raise ValueError(f"split {config.data.train_split!r} has {len(source)} examples, fewer than "
+    raise UserError(f"split {config.data.train_split!r} has {len(source)} examples, fewer than "
                      f"shard_count ({shard_count})")
   sampler = grain.samplers.IndexSampler(
       num_records=len(source), shuffle=True, num_epochs=None, seed=int(config.train.seed),
@@ -131,3 +132,20 @@ def eval_iterator(config, split=None, *, shard_index: int = 0, shard_count: int 
 def class_info(config):
   """(class names, dataset category ids) of classes 1..K, for evaluation and visualization."""
   return sources.class_info(sources.open_builder(config.data))
+
+
+def resolve_classes(config):
+  """``config.num_classes`` and ``class_names`` checked against the prepared dataset, in place:
+  num_classes 0 takes both from the dataset; otherwise it must match the dataset, and empty
+  class_names become the dataset's. Raises UserError naming both numbers on a contradiction."""
+  names = tuple(class_info(config)[0])
+  k = config.num_classes
+  if k and k != len(names):
+    raise UserError(f"config.num_classes={k} but dataset {config.data.name!r} has {len(names)} "
+                    f"classes {names}: set config.num_classes={len(names)}, or 0 to take the number "
+                    "and the names from the dataset")
+  if k and config.class_names and len(config.class_names) != k:
+    raise UserError(f"config.class_names has {len(config.class_names)} names but "
+                    f"config.num_classes={k}: give {k} names, or none to take the dataset's")
+  config.num_classes = len(names)
+  config.class_names = tuple(config.class_names) if k and config.class_names else names

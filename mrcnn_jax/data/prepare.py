@@ -9,7 +9,9 @@
 `coco` runs TFDS's own coco/2017 builder, which downloads the zips itself (or finds them in
 --download_dir) and stores boxes only, no masks: for COCO instance masks use `folder` on
 annotations/instances_{train,val}2017.json + {train,val}2017/ (see folder_builder.py).
-Each prints the `config.data.name` to use and a summary of what was kept and dropped.
+Each prints the `config.data.name` to use, the dataset's classes, and a summary of what was kept
+and dropped (naming the first ten dropped annotations and skipped images). Exit codes: 0 done, 2 a
+user error (one line on stderr: malformed annotations, a bad image, ...).
 """
 
 import argparse
@@ -19,7 +21,10 @@ import sys
 import ml_collections
 import tensorflow_datasets as tfds
 
+from mrcnn_jax import errors
 from mrcnn_jax.data import folder_builder, shapes_builder, sources
+
+SHOWN = 10  # dropped annotations and skipped images named per split
 
 
 def _prepared(builder) -> bool:
@@ -53,7 +58,7 @@ def _split_paths(values, what: str) -> dict:
     split, sep, path = value.partition("=")
     split, path = (split, path) if sep else ("train", value)
     if split in paths:
-      raise ValueError(f"--{what}: split {split!r} given twice")
+      raise errors.UserError(f"--{what}: split {split!r} given twice")
     paths[split] = os.path.abspath(os.path.expanduser(path))
   return paths
 
@@ -76,18 +81,22 @@ def prepare_coco(data_dir: str, download_dir: str | None = None):
 
 
 def _print_summary(data_dir: str, name: str, stats: dict, builder) -> None:
-  print(f"\nconfig.data.name = {name!r}, config.data.data_dir = {data_dir!r}")
+  names = tuple(builder.info.features["objects"]["label"].names)
+  print(f"\nconfig.data.name = {name!r}, config.data.data_dir = {data_dir!r}\n"
+        f"config.num_classes = {len(names)}, config.class_names = {names}")
   if not stats:
     print(f"already prepared at {builder.data_dir} (delete it to rebuild): {_split_sizes(builder)}")
     return
   for split, report in stats.items():
     counts = dict(report) if isinstance(report, dict) else dict(vars(report))
-    bad = counts.get("skipped_bad_images", [])
-    if "skipped_bad_images" in counts:
-      counts["skipped_bad_images"] = len(bad)
-    print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    for message in bad:
-      print(f"    skipped {message}")
+    lists = {k: counts.pop(k) for k in ("dropped", "skipped_bad_images") if k in counts}
+    print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + "".join(f", {k} {len(v)}" for k, v in lists.items() if k != "dropped"))
+    for what, messages in lists.items():
+      for message in messages[:SHOWN]:
+        print(f"    {what.split('_')[0]} {message}")
+      if len(messages) > SHOWN:
+        print(f"    ... and {len(messages) - SHOWN} more {what.replace('_', ' ')}")
 
 
 def export_images(name: str, data_dir: str, split: str, num: int, out: str) -> list[str]:
@@ -106,49 +115,62 @@ def export_images(name: str, data_dir: str, split: str, num: int, out: str) -> l
   return paths
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="kind", required=True)
-  p = sub.add_parser("shapes", help="synthetic shapes (mrcnn_shapes)")
-  p.add_argument("--data_dir", required=True)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--num_train", type=int, default=2000)
-  p.add_argument("--num_val", type=int, default=200)
-  p.add_argument("--image_size", type=int, default=128)
-  p = sub.add_parser("folder", help="a COCO-format annotation JSON + image folder per split")
-  p.add_argument("--name", required=True)
-  p.add_argument("--data_dir", required=True)
-  p.add_argument("--annotations", nargs="+", required=True, metavar="[SPLIT=]JSON")
-  p.add_argument("--images", nargs="+", required=True, metavar="[SPLIT=]DIR")
-  p.add_argument("--skip_bad_images", action="store_true", help="skip (and list) corrupt/missing images")
-  p = sub.add_parser("coco", help="TFDS coco/2017 (boxes only; downloads ~25 GB)")
-  p.add_argument("--data_dir", required=True)
-  p.add_argument("--download_dir", default=None)
-  p = sub.add_parser("export", help="write the first images of a prepared split as PNG files")
+
+  def command(name, description):
+    p = sub.add_parser(name, help=description, description=description,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data_dir", required=True, help="TFDS data directory (config.data.data_dir)")
+    return p
+
+  p = command("shapes", "synthetic shapes (mrcnn_shapes)")
+  p.add_argument("--seed", type=int, default=0, help="random seed of the images")
+  p.add_argument("--num_train", type=int, default=2000, help="training images")
+  p.add_argument("--num_val", type=int, default=200, help="validation images")
+  p.add_argument("--image_size", type=int, default=128, help="image side in pixels")
+  p = command("folder", "a COCO-format annotation JSON + image folder per split")
+  p.add_argument("--name", required=True, help="dataset name (then config.data.name)")
+  p.add_argument("--annotations", nargs="+", required=True, metavar="[SPLIT=]JSON",
+                 help="COCO instances JSON per split (a bare path is split 'train')")
+  p.add_argument("--images", nargs="+", required=True, metavar="[SPLIT=]DIR",
+                 help="image folder per split, holding each image's file_name")
+  p.add_argument("--skip_bad_images", action="store_true",
+                 help="skip (and list) corrupt or missing images instead of stopping")
+  p = command("coco", "TFDS coco/2017 (boxes only; downloads ~25 GB)")
+  p.add_argument("--download_dir", default=None,
+                 help="where the COCO zips are (or go); default: TFDS's, under --data_dir")
+  p = command("export", "write the first images of a prepared split as PNG files")
   p.add_argument("--name", required=True, help="config.data.name of the prepared dataset")
-  p.add_argument("--data_dir", required=True)
-  p.add_argument("--split", default="validation")
-  p.add_argument("--num", type=int, default=8)
-  p.add_argument("--out", required=True)
-  args = parser.parse_args(argv)
+  p.add_argument("--split", default="validation", help="split to read")
+  p.add_argument("--num", type=int, default=8, help="how many images (at most the split's size)")
+  p.add_argument("--out", required=True, help="folder for the PNG files")
+  return parser
+
+
+def _run(args) -> int:
   data_dir = os.path.expanduser(args.data_dir)
-  try:
-    if args.kind == "export":
-      for path in export_images(args.name, data_dir, args.split, args.num, args.out):
-        print(path)
-      return 0
-    if args.kind == "shapes":
-      result = prepare_shapes(data_dir, args.seed, args.num_train, args.num_val, args.image_size)
-    elif args.kind == "folder":
-      result = prepare_folder(args.name, data_dir, args.annotations, args.images, args.skip_bad_images)
-    else:
-      result = prepare_coco(data_dir, args.download_dir)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  if args.kind == "export":
+    paths = export_images(args.name, data_dir, args.split, args.num, args.out)
+    print("\n".join(paths))
+    if len(paths) < args.num:
+      print(f"note: split {args.split!r} has {len(paths)} images: exported {len(paths)} of the "
+            f"{args.num} asked for", file=sys.stderr)
+    return 0
+  if args.kind == "shapes":
+    result = prepare_shapes(data_dir, args.seed, args.num_train, args.num_val, args.image_size)
+  elif args.kind == "folder":
+    result = prepare_folder(args.name, data_dir, args.annotations, args.images, args.skip_bad_images)
+  else:
+    result = prepare_coco(data_dir, args.download_dir)
   _print_summary(data_dir, *result)
   return 0
+
+
+def main(argv=None) -> int:
+  return errors.run_cli(_run, _parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def shapes_config(seed: int = 0, num_train: int = 2000, num_val: int = 200,
   return ShapesConfig(name=name, description=f"{params}", **params)
 
 
-class MrcnnShapes(tfds.core.GeneratorBasedBuilder):
+class MrcnnShapes(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
   """Circles, squares, triangles and thin bars with occlusion on textured backgrounds."""
 
   VERSION = tfds.core.Version("1.0.0")

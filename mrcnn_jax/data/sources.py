@@ -15,13 +15,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from mrcnn_jax.errors import UserError
+
 # TFDS coco/2017 labels 0..79 are COCO's 80 used category ids in increasing order.
 COCO_CATEGORY_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45))
                      + list(range(46, 66)) + [67, 70] + list(range(72, 83)) + list(range(84, 91)))
 
 
 def dataset_dir(name: str, data_dir: str) -> str:
-  """The prepared version directory of dataset `name` (ValueError saying how to prepare it)."""
+  """The prepared version directory of dataset `name` (UserError saying how to prepare it)."""
   data_dir = os.path.expanduser(data_dir)
   if name == "mrcnn_shapes":
     rel = "mrcnn_shapes/default"
@@ -34,7 +36,7 @@ def dataset_dir(name: str, data_dir: str) -> str:
   if os.path.isdir(root):
     versions = [v for v in os.listdir(root) if os.path.exists(os.path.join(root, v, "dataset_info.json"))]
   if not versions:
-    raise ValueError(f"config.data.name={name!r}: no prepared dataset in {root}; prepare it with "
+    raise UserError(f"config.data.name={name!r}: no prepared dataset in {root}; prepare it with "
                      "`python -m mrcnn_jax.data.prepare {shapes|folder|coco} --data_dir "
                      f"{data_dir} ...` (see mrcnn_jax/data/prepare.py)")
   newest = max(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
@@ -63,7 +65,7 @@ def class_info(builder):
 def data_source(builder, split: str, decode_images: bool = True):
   """Random-access source of raw examples of `split` (image bytes left encoded if not decode_images)."""
   if split not in builder.info.splits:
-    raise ValueError(f"split {split!r} not in dataset {builder.info.full_name} "
+    raise UserError(f"split {split!r} not in dataset {builder.info.full_name} "
                      f"(has {sorted(builder.info.splits)})")
   decoders = None if decode_images else {"image": tfds.decode.SkipDecoding()}
   return builder.as_data_source(split, decoders=decoders)

@@ -4,14 +4,23 @@ Run the same command on every host of a multi-host job. ``jax.distributed`` is i
 ``--distributed`` says so: ``auto`` (default) does it when ``JAX_COORDINATOR_ADDRESS`` is set (then
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` name the job size and this process), ``yes`` always
 (cluster auto-detection: Cloud TPU, SLURM, Open MPI, Kubernetes), ``no`` never.
+
+Exit codes: 0 finished; 143 stopped by SIGTERM (preemption) and 130 by Ctrl-C (SIGINT), each after
+saving a checkpoint at the step it was on (a second Ctrl-C abandons the step without saving); 2 a
+user error (one line on stderr: a bad config key or value, data not prepared, ...).
 """
 
+import logging
 import os
+import re
+import sys
 
 import jax
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from mrcnn_jax import errors
 from mrcnn_jax.train import loop
 
 config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).", lock_config=True)
@@ -19,6 +28,7 @@ flags.DEFINE_string("workdir", None, "Output directory (local or gs://): checkpo
 flags.DEFINE_enum("distributed", "auto", ["auto", "yes", "no"], "Call jax.distributed.initialize().")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+QUIET = ("/orbax/", "/tensorflow_datasets/")  # their INFO lines (~140 per short run) are not shown
 
 
 def initialize_distributed(mode: str):
@@ -30,12 +40,45 @@ def initialize_distributed(mode: str):
     jax.distributed.initialize(num_processes=num_processes, process_id=process_id)
 
 
-def main(argv):
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a ``--config.<key>`` that the config lacks as one line and exit code 2."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections: the override's key is not in the config
+    message = e
+    while isinstance(message, BaseException) and message.args:  # AttributeError(KeyError("'key'..."))
+      message = message.args[0]
+    message = str(message)
+    key = re.match(r"'(\w+)'", message)
+    suggestion = re.search(r'Did you mean "(\w+)"', message)
+    paths = [arg[len("--config."):].split("=")[0] for arg in argv if arg.startswith("--config.")]
+    path = next((p for p in paths if key and key.group(1) in p.split(".")), None)
+    if path is None:
+      sys.exit(errors.fail(f"bad --config override: {message}"))
+    fixed = ".".join(suggestion.group(1) if part == key.group(1) else part for part in path.split("."))
+    hint = f" (did you mean {fixed}?)" if suggestion else ""
+    sys.exit(errors.fail(f"unknown config key {path}{hint}"))
+
+
+def quiet_library_logs():
+  """Hides the INFO lines of the libraries in QUIET (their warnings and errors still show)."""
+  absl_logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= logging.WARNING or not any(q in record.pathname for q in QUIET))
+
+
+def train(argv) -> int:
+  """Trains; the exit code is 128 + the signal's number when a signal stopped training."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_library_logs()
   initialize_distributed(FLAGS.distributed)
-  loop.train(FLAGS.config, FLAGS.workdir)
+  _, metrics = loop.train(FLAGS.config, FLAGS.workdir)
+  return 128 + metrics["signal"] if "preempted" in metrics else 0
+
+
+def main(argv) -> int:
+  return errors.run_cli(train, argv)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

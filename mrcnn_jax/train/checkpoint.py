@@ -17,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
+from mrcnn_jax.errors import UserError
 from mrcnn_jax.train import mesh as mesh_lib
 
 
@@ -82,7 +83,8 @@ def restore_params(workdir: str, params_like, step: int | None = None):
       read_only=True))
   step = manager.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint under {checkpoint_dir(workdir)}")
+    raise UserError(f"no checkpoint under {checkpoint_dir(workdir)}: has training in {workdir!r} "
+                    "saved one yet?")
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   target = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                                    params_like)}

@@ -11,6 +11,7 @@ checkpoint_every, keep, eval_every (> 0: every that many steps and at the end; 0
 from __future__ import annotations
 
 import math
+import signal
 import time
 
 import jax
@@ -21,6 +22,7 @@ from etils import epath
 from flax import nnx
 from ml_collections import ConfigDict
 
+from mrcnn_jax import errors
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax import evaluate as evaluate_lib
 from mrcnn_jax.model.mask_rcnn import build_model
@@ -69,7 +71,7 @@ def init_model(config: ConfigDict, mesh) -> tuple[nnx.GraphDef, nnx.State, nnx.S
 def _check_batch_size(config: ConfigDict, mesh) -> int:
   batch = config.data.batch_size
   if batch % jax.process_count() or batch % mesh.devices.size:
-    raise ValueError(f"config.data.batch_size={batch} must be divisible by the number of processes "
+    raise errors.UserError(f"config.data.batch_size={batch} must be divisible by the number of processes "
                      f"({jax.process_count()}) and of devices ({mesh.devices.size})")
   return batch
 
@@ -95,12 +97,17 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   """Trains (or resumes) ``config`` in ``workdir``; returns the final train state and the last
   logged metrics (plus evaluation results).
 
-  Raises NonFiniteLossError on a NaN/Inf loss. On SIGTERM it saves a checkpoint and returns early,
-  with ``metrics["preempted"] = step``.
+  Raises NonFiniteLossError on a NaN/Inf loss, errors.UserError on a config that cannot train. On
+  SIGTERM or SIGINT it saves a checkpoint and returns early, with ``metrics["preempted"] = step`` and
+  ``metrics["signal"]`` the signal's number. Fills in ``config.num_classes`` and ``class_names``
+  from the dataset when they are unset (see ``data.resolve_classes``).
   """
   tc = config.train
+  if tc.steps < 1:
+    raise errors.UserError(f"config.train.steps must be at least 1, got {tc.steps}")
   mesh = mesh_lib.make_mesh()
   batch_size = _check_batch_size(config, mesh)
+  data_lib.resolve_classes(config)
   main = jax.process_index() == 0
   if main:
     save_config(config, workdir)
@@ -119,7 +126,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   if start:
     logging.info("resumed from step %d", start)
 
-  writer = MetricWriter(workdir, enabled=main)
+  writer = MetricWriter(workdir, enabled=main, start_step=start)
   watcher = preemption.PreemptionWatcher()
   bar = tqdm.tqdm(total=tc.steps, initial=start, disable=not main, unit="step", dynamic_ncols=True)
   summary, window, previous = {}, [], None
@@ -146,11 +153,13 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
       if saving or stop or step == tc.steps:
         checkpointer.save(step, state, data_iter)
       if stop:
-        logging.warning("preempted: saved step %d, exiting", step)
-        return state, {**summary, "preempted": step}
+        logging.warning("stopped by %s: saved step %d, exiting", signal.Signals(watcher.signal).name,
+                        step)
+        return state, {**summary, "preempted": step, "signal": int(watcher.signal)}
       if tc.eval_every > 0 and step % tc.eval_every == 0 and step != tc.steps:
         summary.update(_evaluate(graphdef, state, rest, config, workdir, step, writer))
         tick = time.perf_counter()                # img/s counts training time only
+    watcher.close()                               # Ctrl-C stops the final evaluation at once
     if tc.eval_every >= 0:
       summary.update(_evaluate(graphdef, state, rest, config, workdir, int(state["step"]), writer))
     return state, summary

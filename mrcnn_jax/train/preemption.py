@@ -1,13 +1,15 @@
-"""SIGTERM (preemption) handling: finish the current step, save, exit cleanly.
+"""SIGTERM (preemption) and Ctrl-C (SIGINT) handling: finish the current step, save, exit.
 
-Single process: a Python SIGTERM handler sets a flag that the loop polls after every step.
-Several processes: every process must save at the same step, so the decision comes from JAX's
-preemption sync service (``jax.distributed`` catches SIGTERM on any host and all hosts agree on a
-step, see ``multihost_utils.reached_preemption_sync_point``).
+Single process: a Python handler records the signal and the loop polls it after every step; a
+second Ctrl-C raises KeyboardInterrupt (abandon the step, no save). Several processes: every
+process must save at the same step, so the decision comes from JAX's preemption sync service
+(``jax.distributed`` catches SIGTERM on any host and all hosts agree on a step, see
+``multihost_utils.reached_preemption_sync_point``); Ctrl-C is passed to it as a SIGTERM.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -17,27 +19,38 @@ from jax.experimental import multihost_utils
 
 
 class PreemptionWatcher:
-  """``should_stop(step)`` turns True once a SIGTERM arrived (on any process)."""
+  """``should_stop(step)`` turns True once SIGTERM or SIGINT arrived (on any process); ``signal``
+  is then the one that did (SIGTERM when another process was preempted)."""
 
   def __init__(self):
-    self.received = False
+    self.signal = None
     self.multiprocess = jax.process_count() > 1
-    self.previous = None
-    if not self.multiprocess and threading.current_thread() is threading.main_thread():
-      self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+    self.previous = {}
+    if threading.current_thread() is threading.main_thread():
+      handled = (signal.SIGINT,) if self.multiprocess else (signal.SIGINT, signal.SIGTERM)
+      self.previous = {signum: signal.signal(signum, self._on_signal) for signum in handled}
 
-  def _on_sigterm(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint after this step, then exiting.")
-    self.received = True
+  def _on_signal(self, signum, frame):
+    del frame
+    if signum == signal.SIGINT and self.signal == signal.SIGINT:
+      raise KeyboardInterrupt  # the second Ctrl-C
+    name = signal.Signals(signum).name
+    again = " (Ctrl-C again to exit without saving)" if signum == signal.SIGINT else ""
+    logging.warning("%s received: saving a checkpoint after this step, then exiting%s.", name, again)
+    self.signal = signum
+    if self.multiprocess:
+      os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption notifier, which syncs all processes
 
   def should_stop(self, step: int) -> bool:
     if self.multiprocess:
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self.received
+      if multihost_utils.reached_preemption_sync_point(step):
+        self.signal = self.signal or signal.SIGTERM
+        return True
+      return False
+    return self.signal is not None
 
   def close(self):
-    """Restores the SIGTERM handler that was installed before."""
-    if self.previous is not None:
-      signal.signal(signal.SIGTERM, self.previous)
-      self.previous = None
+    """Restores the handlers that were installed before."""
+    for signum, previous in self.previous.items():
+      signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+    self.previous = {}

@@ -1,6 +1,7 @@
 """COCO-format folder builder: read-back, dropped/skipped counts, and errors naming what is wrong."""
 
 import copy
+import json
 
 import ml_collections
 import numpy as np
@@ -44,6 +45,9 @@ def test_report_counts(folder_data):
   assert (report.images, report.instances, report.crowd) == (3, 3, 1)
   assert report.images_without_annotations == 1
   assert (report.dropped_zero_area_box, report.dropped_empty_segmentation) == (1, 1)
+  assert report.dropped == [
+      "annotation id 4 (image id 102, b.png): bbox [3, 3, 0, 5] has no area inside the 40x60 image",
+      "annotation id 5 (image id 102, b.png): segmentation has no pixels"]
   assert len(report.skipped_bad_images) == 2
   assert any("corrupt.jpg" in m and "cannot decode" in m for m in report.skipped_bad_images)
   assert any("missing.jpg" in m and "not found" in m for m in report.skipped_bad_images)
@@ -59,8 +63,31 @@ def test_cli_reports_errors_and_summary(tmp_path, capsys):
   bad_json = tmp_path / "bad.json"
   bad_json.write_text('{"images": [], "annotations": [], "categories": "x"}')
   assert prepare.main(["folder", "--name", "x", "--data_dir", str(tmp_path),
-                       "--annotations", str(bad_json), "--images", str(tmp_path)]) == 1
-  assert "categories: expected a list" in capsys.readouterr().err
+                       "--annotations", str(bad_json), "--images", str(tmp_path)]) == 2
+  assert capsys.readouterr().err == f"error: {bad_json}: categories: expected a list, got str\n"
+
+
+def test_cli_names_the_first_ten_dropped_annotations(tmp_path, capsys):
+  ann, images, _ = write_coco_folder(str(tmp_path / "src"), bad_images=False)
+  data = json.loads(open(ann).read())
+  data["annotations"] += [{"id": 100 + i, "image_id": 101, "category_id": 3, "bbox": [1, 1, -2, 3],
+                           "segmentation": [[1, 1, 2, 2]]} for i in range(9)]
+  data["annotations"].append({"id": 99, "image_id": 101, "category_id": 3, "bbox": [1, 1, 5, 5],
+                              "segmentation": [[1, 1, 2, 2]]})
+  with open(ann, "w") as f:
+    json.dump(data, f)
+  assert prepare.main(["folder", "--name", "drops", "--data_dir", str(tmp_path / "tfds"),
+                       "--annotations", ann, "--images", images]) == 0
+  out = capsys.readouterr().out
+  assert "Downloading" not in out and "preparing coco_folder in" in out
+  assert "config.data.name = 'drops'" in out
+  assert "config.num_classes = 3, config.class_names = ('cat', 'dog', 'bird')" in out
+  dropped = [line.strip() for line in out.splitlines() if line.startswith("    dropped ")]
+  assert len(dropped) == 10 and "... and 2 more dropped" in out          # 12 dropped in all
+  assert dropped[0] == ("dropped annotation id 100 (image id 101, a.jpg): bbox [1, 1, -2, 3] has no "
+                        "area inside the 50x40 image")
+  assert dropped[-1] == ("dropped annotation id 99 (image id 101, a.jpg): segmentation has no pixels "
+                         "(a polygon with fewer than 3 points)")
 
 
 def _valid():

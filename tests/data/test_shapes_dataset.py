@@ -1,7 +1,11 @@
 """Synthetic shapes: scene rendering invariants and the prepared mrcnn_shapes dataset read back."""
 
+import os
+import re
+
 import ml_collections
 import numpy as np
+import pytest
 
 from mrcnn_jax.data import features, prepare, shapes, sources
 
@@ -66,3 +70,28 @@ def test_prepare_cli_on_existing_dataset(shapes_data, capsys):
                        "--num_val", "4", "--image_size", "64"]) == 0
   out = capsys.readouterr().out
   assert f"config.data.name = {name!r}" in out and "already prepared" in out
+  assert "config.num_classes = 4, config.class_names = ('circle', 'square', 'triangle', 'bar')" in out
+
+
+@pytest.mark.parametrize("kind", ["shapes", "folder", "coco", "export"])
+def test_prepare_help_describes_every_flag(kind, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    prepare.main([kind, "--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  entries = re.findall(r"^  (-\S+.*(?:\n {3,}[^-\s].*)*)", out, re.M)  # a flag + its wrapped lines
+  assert "--data_dir" in " ".join(entries)
+  for entry in entries:            # a description beside the flag names and metavars
+    words = [w for w in entry.split()[1:] if not w.isupper() and not w.startswith(("[", "-"))]
+    assert len(words) >= 2, entry
+  if kind == "shapes":
+    assert "(default: 2000)" in out
+
+
+def test_export_says_when_the_split_has_fewer_images(shapes_data, tmp_path, capsys):
+  data_dir, name, _ = shapes_data
+  assert prepare.main(["export", "--name", name, "--data_dir", data_dir, "--num", "12",
+                       "--out", str(tmp_path)]) == 0
+  out, err = capsys.readouterr()
+  assert len(out.split()) == 4 == len(os.listdir(tmp_path))
+  assert "split 'validation' has 4 images: exported 4 of the 12 asked for" in err

@@ -1,9 +1,11 @@
 """Loop behaviour that does not depend on the model, on a small stand-in with the model's API:
-the NaN guard, SIGTERM handling, and what the loop writes into the workdir."""
+the NaN guard, SIGTERM and SIGINT handling, config checks, and what the loop writes into the workdir."""
 
 import json
 import os
+import shutil
 import signal
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,9 @@ import pytest
 from flax import nnx
 from train_launch import saved_steps
 
+from mrcnn_jax.errors import UserError
 from mrcnn_jax.train import loop
+from mrcnn_jax.train.checkpoint import checkpoint_dir
 
 
 class StandIn(nnx.Module):
@@ -46,6 +50,9 @@ class Hooked:
   def set_state(self, state):
     self.inner.set_state(state)
 
+  def __getattr__(self, name):  # the rest of the iterator's API (e.g. what a restore calls)
+    return getattr(self.inner, name)
+
 
 @pytest.fixture
 def stand_in(monkeypatch, tiny_config):
@@ -72,16 +79,69 @@ def test_nan_loss_names_step_and_term_and_keeps_last_good_checkpoint(stand_in, t
   assert saved_steps(tmp_path) == [2]
 
 
-def test_sigterm_saves_and_returns(stand_in, tiny_config, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_and_returns(stand_in, tiny_config, tmp_path, signum):
   def preempt(n, batch):
     if n == 3:
-      os.kill(os.getpid(), signal.SIGTERM)
+      os.kill(os.getpid(), signum)
     return batch
   stand_in(preempt)
+  handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
   state, metrics = loop.train(tiny_config, str(tmp_path))
-  assert metrics["preempted"] == 3 and int(state["step"]) == 3
+  assert metrics["preempted"] == 3 and metrics["signal"] == signum and int(state["step"]) == 3
   assert saved_steps(tmp_path) == [2, 3]
-  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+  assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
+
+
+def test_resume_drops_the_metrics_logged_past_the_restored_step(stand_in, tiny_config, tmp_path):
+  stand_in(lambda n, batch: batch)
+  loop.train(tiny_config, str(tmp_path))                      # 4 steps, checkpoints 2 and 4
+  shutil.rmtree(os.path.join(checkpoint_dir(str(tmp_path)), "4"))   # as if killed before saving 4
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 5, "loss"')                             # and mid-line
+  loop.train(tiny_config, str(tmp_path))                      # resumes from 2
+  lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [m["step"] for m in lines] == [1, 2, 3, 4]
+  events = [e for f in sorted((tmp_path / "tensorboard").iterdir()) for e in tensorboard_events(f)]
+  assert [e.session_log.status for e in events if e.HasField("session_log")] == [1, 1]
+  assert [e.step for e in events if e.HasField("session_log")] == [1, 3]   # TensorBoard's purge
+
+
+def tensorboard_events(path):
+  """The Event protos of one TensorBoard event file (length, crc, proto, crc records)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  data, events, offset = path.read_bytes(), [], 0
+  while offset < len(data):
+    (length,) = struct.unpack("<Q", data[offset:offset + 8])
+    events.append(event_pb2.Event.FromString(data[offset + 12:offset + 12 + length]))
+    offset += 12 + length + 4
+  return events
+
+
+@pytest.mark.parametrize("num_classes, class_names, message", [
+    (2, (), r"config.num_classes=2 but dataset .* has 4 classes \('circle', 'square', 'triangle', 'bar'\)"),
+    (4, ("a", "b"), r"config.class_names has 2 names but config.num_classes=4"),
+    (None, None, r"config.train.steps must be at least 1, got 0"),
+])
+def test_bad_config_is_refused_before_building_the_model(stand_in, tiny_config, tmp_path, monkeypatch,
+                                                         num_classes, class_names, message):
+  monkeypatch.setattr(loop, "build_model", lambda config, seed: pytest.fail("model built"))
+  config = tiny_config.copy_and_resolve_references()
+  if num_classes is None:
+    config.train.steps = 0
+  else:
+    config.num_classes, config.class_names = num_classes, class_names
+  with pytest.raises(UserError, match=message):
+    loop.train(config, str(tmp_path))
+
+
+def test_classes_come_from_the_dataset_when_unset(stand_in, tiny_config, tmp_path):
+  stand_in(lambda n, batch: batch)
+  config = tiny_config.copy_and_resolve_references()
+  config.num_classes, config.class_names, config.train.steps = 0, (), 1
+  loop.train(config, str(tmp_path))
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert (saved["num_classes"], saved["class_names"]) == (4, ["circle", "square", "triangle", "bar"])
 
 
 def test_workdir_has_config_and_metrics(stand_in, tiny_config, tmp_path):

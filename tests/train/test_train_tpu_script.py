@@ -35,16 +35,18 @@ def test_tpu_slice_commands():
 
 
 def test_local_commands():
-  rc, lines, err = dry_run("--local", "--config", "c.py", "--workdir", "runs/x", "--", "--config.seed=1")
+  rc, lines, err = dry_run("--local", "--config", "mrcnn_jax/configs/base.py", "--workdir", "runs/x",
+                           "--", "--config.seed=1")
   assert rc == 0, err
-  assert lines == ["source scripts/env.sh",
-                   "python -m mrcnn_jax.train --config c.py --workdir runs/x --config.seed=1"]
+  assert lines == ["source scripts/env.sh", "python -m mrcnn_jax.train --config mrcnn_jax/configs/base.py "
+                   "--workdir runs/x --config.seed=1"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["--config", "c.py", "--workdir", "w"], "--tpu and --zone are required"),
     (["--tpu", "t", "--zone", "z", "--workdir", "w"], "--config and --workdir are required"),
-    (["--bogus"], "unknown argument: --bogus")])
+    (["--bogus"], "unknown argument: --bogus"),
+    (["--local", "--config", "configs/typo.py", "--workdir", "w"], "no such config file: configs/typo.py")])
 def test_bad_arguments(args, message):
   rc, _, err = dry_run(*args)
   assert rc == 2 and message in err

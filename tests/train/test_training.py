@@ -1,9 +1,12 @@
 """The trainer end to end on the real (tiny) Mask R-CNN: 1 vs 4 devices, 2 processes with
-jax.distributed, resume after SIGKILL. Each run is a subprocess (see worker.py) and all of them
+jax.distributed, resume after SIGKILL, Ctrl-C and SIGTERM. Each run is a subprocess (see worker.py) and all of them
 share a persistent compilation cache, so the CLI runs reuse the 4-device program of ``steps_runs``,
 which is also their uninterrupted reference."""
 
+import json
 import os
+import re
+import signal
 import time
 
 import jax
@@ -86,5 +89,27 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config,
   for path, value in leaves:
     name = jax.tree_util.keystr(path)
     np.testing.assert_array_equal(value, uninterrupted[name], err_msg=name)
-  losses = {m["step"]: m["loss"] for m in load_json_lines(tmp_path / "metrics.jsonl")}  # last wins
-  np.testing.assert_array_equal([losses[s] for s in range(1, steps + 1)], uninterrupted["losses"])
+  logged = load_json_lines(tmp_path / "metrics.jsonl")
+  assert [m["step"] for m in logged] == list(range(1, steps + 1))      # re-run steps logged once
+  np.testing.assert_array_equal([m["loss"] for m in logged], uninterrupted["losses"])
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_save_and_exit_with_their_code(tiny_config, jax_env, tmp_path, signum, code):
+  run_config = tiny_config.copy_and_resolve_references()
+  run_config.train.steps = run_config.train.checkpoint_every = 10**6    # only the signal saves
+  overrides = config_flags(run_config, shapes_tiny.get_config())
+  proc = start_cli(jax_env, TINY_CONFIG, tmp_path, *overrides, process_group=0, JAX_NUM_CPU_DEVICES=4)
+  metrics, deadline = tmp_path / "metrics.jsonl", time.time() + 240
+  while not (metrics.exists() and metrics.read_text()):                 # step 1 is done
+    assert proc.poll() is None, finish(proc, expect_ok=False)
+    assert time.time() < deadline, "no step after 240 s"
+    time.sleep(0.05)
+  os.killpg(proc.pid, signum)                                           # as a terminal's Ctrl-C
+  out = finish(proc, expect_ok=False)
+  assert proc.returncode == code, out
+  (step,) = saved_steps(tmp_path)
+  assert f"stopped by {signal.Signals(signum).name}: saved step {step}, exiting" in out
+  assert "Traceback" not in out and "KeyboardInterrupt" not in out
+  assert not re.findall(r"I\d{4} [\d:.]+ +\d+ \w+\.py:\d+\]", out)    # Orbax's INFO lines hidden
+  assert json.loads(metrics.read_text().splitlines()[-1])["step"] == step

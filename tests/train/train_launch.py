@@ -21,11 +21,12 @@ def config_file(config, path) -> str:
   return str(path)
 
 
-def start(env, *argv, **extra_env) -> subprocess.Popen:
-  """Starts ``argv`` in the repository root, stdout and stderr piped together."""
+def start(env, *argv, process_group=None, **extra_env) -> subprocess.Popen:
+  """Starts ``argv`` in the repository root, stdout and stderr piped together (``process_group=0``:
+  in a process group of its own, which ``os.killpg`` signals as a terminal's Ctrl-C does)."""
   return subprocess.Popen([str(a) for a in argv], cwd=REPO, text=True,
                           env={**env, **{k: str(v) for k, v in extra_env.items()}},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=process_group)
 
 
 def start_worker(env, *args, **extra_env) -> subprocess.Popen:

@@ -1,0 +1,31 @@
+"""``python -m mrcnn_jax.train`` on user mistakes: one line on stderr, exit code 2, nothing compiled."""
+
+from train_launch import finish, start_cli
+
+TINY_CONFIG = "mrcnn_jax/configs/shapes_tiny.py"
+
+
+def test_user_errors_are_one_line_and_exit_2(shapes_data, jax_env, tmp_path):
+  data_dir, name = shapes_data
+  data = [f"--config.data.data_dir={data_dir}", f"--config.data.name={name}"]
+  cases = {
+      "typo": ([*data, "--config.model.bakbone=resnet34"],
+               "error: unknown config key model.bakbone (did you mean model.backbone?)"),
+      "classes": ([*data, "--config.num_classes=2"],
+                  f"error: config.num_classes=2 but dataset '{name}' has 4 classes"),
+      "steps": ([*data, "--config.train.steps=0"], "error: config.train.steps must be at least 1, got 0"),
+      "devices": ([*data, "--config.data.batch_size=4"],   # on 3 devices
+                  "error: config.data.batch_size=4 must be divisible by the number of processes (1) "
+                  "and of devices (3)"),
+      "no_data": ([f"--config.data.data_dir={tmp_path / 'empty'}"],
+                  "error: config.data.name='mrcnn_shapes': no prepared dataset in"),
+  }
+  runs = {case: start_cli(jax_env, TINY_CONFIG, tmp_path / case, *flags,
+                          JAX_NUM_CPU_DEVICES=3 if case == "devices" else 1)
+          for case, (flags, _) in cases.items()}   # all at once: each only starts up and stops
+  for case, proc in runs.items():
+    out = finish(proc, timeout=240, expect_ok=False)
+    assert proc.returncode == 2, (case, out)
+    assert "Traceback" not in out, (case, out)
+    assert out.strip().splitlines()[-1].startswith(cases[case][1]), (case, out)
+
