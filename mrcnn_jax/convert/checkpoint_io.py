@@ -15,6 +15,7 @@ of their storage, so views, offsets and storages shared by several tensors come 
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
 import collections
 import dataclasses
@@ -70,7 +71,7 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *unused) -> 
     raise UserError(f"a tensor of size {size}, stride {stride} at offset {offset} reaches past its "
                     f"storage of {storage.size} elements")
   view = np.lib.stride_tricks.as_strided(storage[offset:], size, [s * storage.itemsize for s in stride])
-  return np.array(view)
+  return np.array(view, order="C")
 
 
 def _rebuild_parameter(data: np.ndarray, *unused) -> np.ndarray:
@@ -102,7 +103,6 @@ _ALLOWED = {
     **{(f"{numpy_core}.numeric", "_frombuffer"): np.zeros(1).__reduce_ex__(5)[0]
        for numpy_core in ("numpy.core", "numpy._core")},
     ("_codecs", "encode"): _latin1_encode,
-    ("__builtin__", "bytes"): bytes,
     ("builtins", "bytes"): bytes,
 }
 
@@ -116,6 +116,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
     self._storage = storage
 
   def find_class(self, module: str, name: str) -> Any:
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)   # Python 2 names: __builtin__, ...
     try:
       return _ALLOWED[module, name]
     except KeyError:
@@ -177,8 +178,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
   The weights are the dict under the first of WRAPPER_KEYS that the top-level dict has: "model"
   (Detectron2 ``.pkl`` and ``.pth``, torchvision's reference scripts), "state_dict" (Lightning and
   others), "blobs" (Caffe2 / Detectron1); otherwise the top-level dict itself (a plain
-  ``torch.save(model.state_dict())``). Every value must be an array of numbers (numpy scalars become
-  0-d arrays); the rest of the file (optimizer, iteration, metadata) is in ``read_object(path)``.
+  ``torch.save(model.state_dict())``). Every value must be an array of numbers; it comes back
+  C-contiguous (numpy scalars as 0-d arrays). The rest of the file (optimizer, iteration, metadata) is in ``read_object(path)``.
   """
   content = read_object(path)
   if not isinstance(content, dict):
@@ -186,7 +187,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
   weights = next((content[k] for k in WRAPPER_KEYS if isinstance(content.get(k), dict)), content)
   arrays = {}
   for name, value in weights.items():
-    value = np.asarray(value) if isinstance(value, np.generic) else value
+    value = np.asarray(value, order="C") if isinstance(value, (np.ndarray, np.generic)) else value
     if not (isinstance(name, str) and isinstance(value, np.ndarray) and value.dtype.kind in "biufc"):
       raise UserError(f"checkpoint {path}: {name!r} is a {type(value).__name__} of "
                       f"{getattr(value, 'dtype', 'no dtype')}, not an array of numbers named by a string")
