@@ -1,12 +1,14 @@
 """PyTorch and Detectron2 checkpoints read as numpy arrays, without torch and without running pickled code.
 
-Two formats, told apart by their bytes:
+Three formats, told apart by their bytes:
 - torch's zip format (``torch.save`` since torch 1.6: torchvision and Detectron2 ``.pth`` files): a zip
   holding ``<archive>/data.pkl``, a pickle whose tensors name raw storages ``<archive>/data/<key>``,
   and ``<archive>/byteorder``;
+- torch's format before 1.6 (older torchvision weights): pickles one after another, then the raw
+  storages (_read_legacy_torch);
 - a plain pickle of numpy arrays (Detectron2 model-zoo ``.pkl`` files, Caffe2 / Detectron1 ones).
 
-Both pickles are read by an unpickler that resolves only the globals in ``_ALLOWED`` (torch's tensor
+Every pickle is read by an unpickler that resolves only the globals in ``_ALLOWED`` (torch's tensor
 and storage names map to stand-ins defined here; torch is never imported). Anything else, such as
 ``os.system``, ``builtins.eval`` or a model class, is refused with a UserError before it is called.
 Tensors come back as C-contiguous numpy arrays of their own dtype (bfloat16 as float32), copied out
@@ -23,7 +25,7 @@ import io
 import os
 import pickle
 import zipfile
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -46,11 +48,16 @@ class _StorageType:
   """Stand-in for the class ``torch.<name>``, as a storage's persistent id names it."""
   name: str
 
+  @property
+  def itemsize(self) -> int:
+    """Bytes per stored element."""
+    return np.dtype(_STORAGE_DTYPES[self.name]).itemsize
+
   def decode(self, raw: bytes, byteorder: str) -> np.ndarray:
     """The storage's elements as a native-order 1-D array (bfloat16 widened exactly to float32)."""
+    if len(raw) % self.itemsize:
+      raise UserError(f"a {self.name} of {len(raw)} bytes is not whole {self.itemsize}-byte elements")
     dtype = np.dtype(_STORAGE_DTYPES[self.name]).newbyteorder(byteorder)
-    if len(raw) % dtype.itemsize:
-      raise UserError(f"a {self.name} of {len(raw)} bytes is not whole {dtype.itemsize}-byte elements")
     elements = np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="), copy=False)
     if self.name == "BFloat16Storage":
       return (elements.astype(np.uint32) << 16).view(np.float32)
@@ -96,7 +103,7 @@ _ALLOWED = {
     **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
-    **{(f"{numpy_core}.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(1))[0]
+    **{(f"{numpy_core}.multiarray", "_reconstruct"): np.zeros(1).__reduce__()[0]
        for numpy_core in ("numpy.core", "numpy._core")},
     **{(f"{numpy_core}.multiarray", "scalar"): np.float32(0).__reduce__()[0]
        for numpy_core in ("numpy.core", "numpy._core")},
@@ -107,27 +114,32 @@ _ALLOWED = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-  """Unpickles only the globals in ``_ALLOWED``; ``storage(storage_type, key)`` returns the storage a
-  persistent id names (None: the pickle may have none)."""
+# While a torch < 1.6 file's tensors are first read, to learn its storages' types (see _read_legacy_torch).
+_ALLOWED_WITHOUT_TENSORS = {**_ALLOWED, ("torch._utils", "_rebuild_tensor_v2"): lambda *args: None}
 
-  def __init__(self, data: bytes, storage=None):
-    super().__init__(io.BytesIO(data), encoding="latin1")   # Python 2 pickles, as Detectron2 reads them
+
+class _RestrictedUnpickler(pickle.Unpickler):
+  """Unpickles only the globals in ``allowed``; ``storage(pid)`` returns the storage that a persistent
+  id ``('storage', storage_type, key, ...)`` names (None: the pickle may have none)."""
+
+  def __init__(self, file: BinaryIO, storage=None, allowed=None):
+    super().__init__(file, encoding="latin1")   # Python 2 pickles, as Detectron2 reads them
     self._storage = storage
+    self._allowed = allowed or _ALLOWED
 
   def find_class(self, module: str, name: str) -> Any:
     module = _compat_pickle.IMPORT_MAPPING.get(module, module)   # Python 2 names: __builtin__, ...
     try:
-      return _ALLOWED[module, name]
+      return self._allowed[module, name]
     except KeyError:
       raise UserError(f"refers to {module}.{name}, which a weights file never needs: "
                       "refusing to unpickle it") from None
 
-  def persistent_load(self, pid: Any) -> np.ndarray:
-    if (self._storage is None or not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
+  def persistent_load(self, pid: Any) -> np.ndarray | None:
+    if (self._storage is None or not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
         or not isinstance(pid[1], _StorageType)):
-      raise UserError(f"holds a reference {str(pid)[:80]} that is not a storage of a torch zip file")
-    return self._storage(pid[1], pid[2])
+      raise UserError(f"holds a reference {str(pid)[:80]} that is not a torch storage")
+    return self._storage(pid)
 
 
 def _read_torch_zip(zf: zipfile.ZipFile) -> Any:
@@ -142,7 +154,8 @@ def _read_torch_zip(zf: zipfile.ZipFile) -> Any:
     raise UserError(f"has byteorder {byteorder!r}, neither 'little' nor 'big'")
   storages = {}
 
-  def storage(storage_type: _StorageType, key: str) -> np.ndarray:
+  def storage(pid: tuple) -> np.ndarray:   # ('storage', storage_type, key, location, numel)
+    _, storage_type, key, *_ = pid
     if key not in storages:
       if f"{archive}data/{key}" not in names:
         raise UserError(f"lacks the storage {archive}data/{key} that a tensor names")
@@ -150,7 +163,36 @@ def _read_torch_zip(zf: zipfile.ZipFile) -> Any:
       storages[key] = storage_type.decode(raw, "<" if byteorder == "little" else ">")
     return storages[key]
 
-  return _RestrictedUnpickler(zf.read(pickles[0]), storage).load()
+  return _RestrictedUnpickler(io.BytesIO(zf.read(pickles[0])), storage).load()
+
+
+def _read_legacy_torch(f: BinaryIO) -> Any:
+  """The content of a file in torch's format before 1.6, after its first pickle (the magic number):
+  pickles of the protocol version, system facts, the content and its sorted storage keys, then each
+  storage as int64 numel + numel little-endian elements. The content is read twice: first without
+  tensors, to learn each storage's type (which sets the size of its elements, hence where the next
+  storage starts), then with them."""
+  _RestrictedUnpickler(f).load()   # protocol version
+  _RestrictedUnpickler(f).load()   # sys_info: byte order (storages are little-endian regardless), ...
+  content_start = f.tell()
+  types = {}
+
+  def note_type(pid: tuple) -> None:   # ('storage', storage_type, key, location, numel, view_metadata)
+    if len(pid) != 6 or pid[5] is not None:
+      raise UserError(f"has a storage view {str(pid)[:80]}, which torch has not written since 0.4")
+    types[pid[2]] = pid[1]
+
+  _RestrictedUnpickler(f, note_type, _ALLOWED_WITHOUT_TENSORS).load()
+  storages = {}
+  for key in _RestrictedUnpickler(f).load():
+    numel = int.from_bytes(f.read(8), "little")
+    if key not in types:
+      raise UserError(f"stores a storage {key!r} that no tensor names")
+    storages[key] = types[key].decode(f.read(numel * types[key].itemsize), "<")
+  if types.keys() - storages.keys():
+    raise UserError(f"lacks the storages {sorted(types.keys() - storages.keys())[:3]} that tensors name")
+  f.seek(content_start)
+  return _RestrictedUnpickler(f, lambda pid: storages[pid[2]]).load()
 
 
 def read_object(path: str | os.PathLike) -> Any:
@@ -161,15 +203,15 @@ def read_object(path: str | os.PathLike) -> Any:
       with zipfile.ZipFile(path) as zf:
         return _read_torch_zip(zf)
     with open(path, "rb") as f:
-      content = _RestrictedUnpickler(f.read()).load()
+      content = _RestrictedUnpickler(f).load()
+      if isinstance(content, int) and content == _LEGACY_TORCH_MAGIC:
+        return _read_legacy_torch(f)
+      return content
   except UserError as e:
     raise UserError(f"checkpoint {path}: {e}") from None
-  except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
-    raise UserError(f"checkpoint {path} is neither a torch.save file nor a pickle: {e}") from None
-  if isinstance(content, int) and content == _LEGACY_TORCH_MAGIC:
-    raise UserError(f"checkpoint {path} is in torch's format from before torch 1.6, which is not "
-                    "read here: re-save it with a newer torch (torch.save(torch.load(path), path))")
-  return content
+  except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, TypeError, ValueError) as e:
+    raise UserError(f"checkpoint {path} is neither a torch.save file nor a pickle of arrays: "
+                    f"{type(e).__name__}: {e}") from e
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -179,7 +221,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
   (Detectron2 ``.pkl`` and ``.pth``, torchvision's reference scripts), "state_dict" (Lightning and
   others), "blobs" (Caffe2 / Detectron1); otherwise the top-level dict itself (a plain
   ``torch.save(model.state_dict())``). Every value must be an array of numbers; it comes back
-  C-contiguous (numpy scalars as 0-d arrays). The rest of the file (optimizer, iteration, metadata) is in ``read_object(path)``.
+  C-contiguous (numpy scalars as 0-d arrays). The rest of the file (optimizer, iteration, metadata)
+  is in ``read_object(path)``.
   """
   content = read_object(path)
   if not isinstance(content, dict):

@@ -1,6 +1,7 @@
 """Tests for mrcnn_jax.convert.checkpoint_io: torch zip files (hand-written and real torch 2.13.0
-output), Detectron2-style pickles, the Detectron2 oracle's zoo file, and refused pickles."""
+output, also in torch's format before 1.6), Detectron2-style pickles, the Detectron2 oracle's zoo file, and refused pickles."""
 
+import argparse
 import codecs
 import collections
 import importlib.util
@@ -27,7 +28,7 @@ def assert_same(actual, expected):
   np.testing.assert_array_equal(actual, expected)
 
 
-# ----------------------------------------------------------------------------- torch zip format
+# ----------------------------------------------------------------------------- torch files
 
 def test_state_dict_of_float32_tensors_keeps_names_and_order(tmp_path):
   rng = np.random.default_rng(0)
@@ -101,17 +102,18 @@ def test_tensor_reaching_past_its_storage_is_refused(tmp_path):
     read_checkpoint(tmp_path / "bad.pth")
 
 
-def test_real_torch_2_13_file():
-  """torch_fixture.pth: written by torch 2.13.0's torch.save (write_torch_fixture.py); the .npz holds
-  what torch itself says each tensor is."""
-  content = read_object(os.path.join(DATA, "torch_fixture.pth"))
+@pytest.mark.parametrize("name", ["torch_fixture.pth", "torch_fixture_legacy.pth"])
+def test_real_torch_2_13_files(name):
+  """Written by torch 2.13.0's torch.save (write_torch_fixture.py), in its zip format and in its format
+  from before torch 1.6; the .npz holds what torch itself says each tensor is."""
+  content = read_object(os.path.join(DATA, name))
   expected = np.load(os.path.join(DATA, "torch_fixture.npz"))
   for key in expected.files:
-    group, name = key.split("/")
-    assert_same(content[group][name], expected[key])
+    group, tensor_name = key.split("/")
+    assert_same(content[group][tensor_name], expected[key])
   assert content["iteration"] == 7
   assert content["optimizer"]["param_groups"][0]["momentum"] == 0.9
-  weights = read_checkpoint(os.path.join(DATA, "torch_fixture.pth"))
+  weights = read_checkpoint(os.path.join(DATA, name))
   assert list(weights) == [k.split("/")[1] for k in expected.files if k.startswith("model/")]
 
 
@@ -145,6 +147,13 @@ def test_caffe2_blobs_wrapper(tmp_path):
   assert list(read_checkpoint(tmp_path / "c2.pkl")) == ["conv1_w"]
 
 
+def test_torchvision_reference_script_checkpoint_with_its_args(tmp_path):
+  with open(tmp_path / "tv.pth", "wb") as f:
+    pickle.dump({"model": {"w": np.ones(2, np.float32)}, "args": argparse.Namespace(lr=0.02), "epoch": 3}, f)
+  assert list(read_checkpoint(tmp_path / "tv.pth")) == ["w"]
+  assert read_object(tmp_path / "tv.pth")["args"].lr == 0.02
+
+
 def test_weights_that_are_not_arrays_are_refused(tmp_path):
   with open(tmp_path / "s.pkl", "wb") as f:
     pickle.dump({"model": {"w": "not an array"}, "__author__": "x"}, f)
@@ -152,12 +161,7 @@ def test_weights_that_are_not_arrays_are_refused(tmp_path):
     read_checkpoint(tmp_path / "s.pkl")
 
 
-def test_legacy_torch_format_and_other_files_get_a_clear_error(tmp_path):
-  with open(tmp_path / "legacy.pth", "wb") as f:
-    pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)   # how torch < 1.6 files start
-    pickle.dump(1001, f, protocol=2)
-  with pytest.raises(UserError, match="before torch 1.6"):
-    read_checkpoint(tmp_path / "legacy.pth")
+def test_files_that_are_no_checkpoint_get_a_clear_error(tmp_path):
   (tmp_path / "text.pth").write_text("hello")
   with pytest.raises(UserError, match="neither a torch.save file nor a pickle"):
     read_checkpoint(tmp_path / "text.pth")
@@ -165,6 +169,11 @@ def test_legacy_torch_format_and_other_files_get_a_clear_error(tmp_path):
     zf.writestr("readme.txt", "hi")
   with pytest.raises(UserError, match="not one that torch.save writes"):
     read_checkpoint(tmp_path / "other.zip")
+  with open(tmp_path / "cut.pth", "wb") as f:
+    pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)   # how torch < 1.6 files start
+    pickle.dump(1001, f, protocol=2)
+  with pytest.raises(UserError, match="neither a torch.save file nor a pickle"):
+    read_checkpoint(tmp_path / "cut.pth")
 
 
 # ----------------------------------------------------------------------------- refused pickles
@@ -206,6 +215,16 @@ def test_torch_zip_whose_pickle_calls_code_is_refused_without_running_it(tmp_pat
   marker = tmp_path / "pwned"
   write_torch_zip(tmp_path / "evil.pth", {"w": tensor(np.ones(2, np.float32)),
                                           "x": _Exploit(os.system, f"touch {marker}")})
+  with pytest.raises(UserError, match="refers to posix.system"):
+    read_checkpoint(tmp_path / "evil.pth")
+  assert not marker.exists()
+
+
+def test_legacy_torch_file_whose_pickle_calls_code_is_refused_without_running_it(tmp_path):
+  marker = tmp_path / "pwned"
+  with open(tmp_path / "evil.pth", "wb") as f:
+    pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)   # how torch < 1.6 files start
+    pickle.dump(_Exploit(os.system, f"touch {marker}"), f, protocol=2)
   with pytest.raises(UserError, match="refers to posix.system"):
     read_checkpoint(tmp_path / "evil.pth")
   assert not marker.exists()

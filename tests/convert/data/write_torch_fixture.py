@@ -1,8 +1,9 @@
-"""Writes torch_fixture.pth with real torch, and torch_fixture.npz with the arrays it must read as.
+"""Writes torch_fixture.pth (and _legacy.pth: torch's format before 1.6) with real torch, and
+torch_fixture.npz with the arrays they must read as.
 
     python tests/convert/data/write_torch_fixture.py   # needs torch (not a project dependency)
 
-torch_fixture.pth was written by torch 2.13.0 (CPU build) with numpy 2.4.6. It is a Detectron2-style
+Both were written by torch 2.13.0 (CPU build) with numpy 2.4.6. Each is a Detectron2-style
 training checkpoint ``{"model": state_dict, "cases": {...}, "optimizer": ..., "iteration": 7}``
 whose "cases" are the layouts a reader must get right: views, shared storages, every dtype.
 """
@@ -42,8 +43,10 @@ def main():
       "scalar": torch.tensor(2.5),
       "parameter": torch.nn.Parameter(torch.randn(2)),
   }
-  torch.save({"model": net.state_dict(), "cases": cases, "optimizer": optimizer.state_dict(),
-              "iteration": 7}, os.path.join(HERE, "torch_fixture.pth"))
+  checkpoint = {"model": net.state_dict(), "cases": cases, "optimizer": optimizer.state_dict(),
+                "iteration": 7}
+  torch.save(checkpoint, os.path.join(HERE, "torch_fixture.pth"))
+  torch.save(checkpoint, os.path.join(HERE, "torch_fixture_legacy.pth"), _use_new_zipfile_serialization=False)
   expected = {f"model/{k}": v for k, v in net.state_dict().items()}
   expected.update({f"cases/{k}": v for k, v in cases.items()})
   np.savez(os.path.join(HERE, "torch_fixture.npz"),
