@@ -141,6 +141,20 @@ def test_detectron2_zoo_pickle(tmp_path, protocol):
   assert read_object(tmp_path / "zoo.pkl")["__author__"] == "someone"
 
 
+class _Python2Pickler(pickle._Pickler):  # pylint: disable=protected-access
+  """Writes bytes as Python 2 wrote its str (BINSTRING), as in pickles of numpy arrays from Python 2."""
+  dispatch = dict(pickle._Pickler.dispatch)  # pylint: disable=protected-access
+  dispatch[bytes] = lambda self, b: self.write(pickle.BINSTRING + len(b).to_bytes(4, "little") + b)
+
+
+def test_python2_pickle_of_arrays(tmp_path):
+  """Caffe2 / Detectron1 .pkl files come from Python 2: array bytes are str, read back as latin-1."""
+  expected = np.array([[1.5, -2.0], [3.25, 1e-3]], np.float32)
+  with open(tmp_path / "py2.pkl", "wb") as f:
+    _Python2Pickler(f, protocol=2).dump({"blobs": {"conv1_w": expected}})
+  assert_same(read_checkpoint(tmp_path / "py2.pkl")["conv1_w"], expected)
+
+
 def test_caffe2_blobs_wrapper(tmp_path):
   with open(tmp_path / "c2.pkl", "wb") as f:
     pickle.dump({"blobs": {"conv1_w": np.ones((2, 3), np.float32)}, "cfg": "..."}, f, protocol=2)
@@ -256,5 +270,6 @@ def test_detectron2_oracle_zoo_pickle(tmp_path):
   spec.loader.exec_module(d2_weights)
   d2_weights.write(0, tmp_path / "model_final.pkl")
   weights = read_checkpoint(tmp_path / "model_final.pkl")
+  (tmp_path / "model_final.pkl").unlink()
   assert len(weights) == 307 and all(w.dtype == np.float32 for w in weights.values())
   assert d2_weights.fingerprint(weights).startswith("f835ff3102a45b1a")   # names, order, shapes, values
