@@ -88,9 +88,10 @@ def test_big_endian_file_and_any_archive_name(tmp_path):
   assert_same(read_checkpoint(tmp_path / "be.pth")["x"], expected)
 
 
-def test_model_wrapper_is_unwrapped_and_the_rest_kept_in_read_object(tmp_path):
+@pytest.mark.parametrize("wrapper", ["model", "state_dict"])
+def test_wrapper_is_unwrapped_and_the_rest_kept_in_read_object(tmp_path, wrapper):
   state = collections.OrderedDict(w=tensor(np.ones((2, 2), np.float32)))
-  write_torch_zip(tmp_path / "m.pth", {"model": state, "optimizer": {"state": {}}, "iteration": 9})
+  write_torch_zip(tmp_path / "m.pth", {wrapper: state, "optimizer": {"state": {}}, "iteration": 9})
   assert list(read_checkpoint(tmp_path / "m.pth")) == ["w"]
   content = read_object(tmp_path / "m.pth")
   assert content["iteration"] == 9 and content["optimizer"] == {"state": {}}
