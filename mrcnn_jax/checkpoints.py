@@ -40,8 +40,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     saved = json.load(f)
   try:
     return configs.override(base.get_config(), _flatten(saved))
-  except ValueError as e:
-    raise ValueError(f"{path}: {e}") from e
+  except UserError as e:
+    raise UserError(f"{path}: {e}") from e
 
 
 def load(path: str) -> MaskRCNN:

@@ -44,3 +44,10 @@ def test_override_sets_dotted_fields_and_refuses_unknown_ones():
 
 def test_tiny_preset_is_what_the_tests_use(make_config):
   assert make_config().to_dict() == configs.get("tiny").to_dict()
+
+
+def test_coco_presets_name_the_80_classes():
+  for name in ("r50_fpn_coco", "r50_c4_coco"):
+    config = configs.get(name)
+    assert config.num_classes == len(config.class_names) == 80
+    assert config.class_names[0] == "person" and config.class_names[-1] == "toothbrush"

@@ -10,12 +10,14 @@ import importlib
 
 import ml_collections
 
+from mrcnn_jax.errors import UserError
+
 
 def get(name: str) -> ml_collections.ConfigDict:
   try:
     module = importlib.import_module(f"mrcnn_jax.configs.{name}")
   except ModuleNotFoundError as e:
-    raise ValueError(f"unknown config {name!r}") from e
+    raise UserError(f"unknown config {name!r}") from e
   return module.get_config()
 
 
@@ -29,7 +31,8 @@ def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 def override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
   """Sets each dotted key of ``overrides`` in ``config`` (in place; lists become tuples); returns it.
 
-  Raises ValueError naming an unknown field (with the closest known one) or a value of the wrong type.
+  Raises UserError (a ValueError) naming an unknown field (with the closest known one) or a value of
+  the wrong type.
   """
   for key, value in overrides.items():
     *path, leaf = key.split(".")
@@ -39,9 +42,9 @@ def override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collectio
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
       close = difflib.get_close_matches(key, _fields(config), n=1)
       hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ValueError(f"unknown config field {key!r}{hint}")
+      raise UserError(f"unknown config field {key!r}{hint}")
     try:
       node[leaf] = tuple(value) if isinstance(value, list) else value
     except TypeError as e:
-      raise ValueError(f"config field {key!r}: {e}") from e
+      raise UserError(f"config field {key!r}: {e}") from e
   return config

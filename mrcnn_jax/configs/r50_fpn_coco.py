@@ -13,11 +13,13 @@ ImageNet weights set model.norm=frozen_bn and model.freeze_at=2.
 """
 
 from mrcnn_jax.configs import base
+from mrcnn_jax.data.coco_classes import COCO_CLASSES
 
 
 def get_config():
   config = base.get_config()
-  config.num_classes = 80  # COCO's; set 0 to take another dataset's
+  config.num_classes = 80  # COCO's; set 0 (and class_names=()) to take another dataset's
+  config.class_names = COCO_CLASSES
   config.data.name = "coco2017"
   config.data.num_workers = 8
   return config

@@ -23,8 +23,8 @@ from flax import nnx
 from ml_collections import ConfigDict
 
 from mrcnn_jax import errors
-from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax import evaluate as evaluate_lib
+from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import checkpoint as checkpoint_lib
 from mrcnn_jax.train import mesh as mesh_lib
@@ -100,7 +100,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   Raises NonFiniteLossError on a NaN/Inf loss, errors.UserError on a config that cannot train. On
   SIGTERM or SIGINT it saves a checkpoint and returns early, with ``metrics["preempted"] = step`` and
   ``metrics["signal"]`` the signal's number. Fills in ``config.num_classes`` and ``class_names``
-  from the dataset when they are unset (see ``data.resolve_classes``).
+  from the dataset when they are unset (see ``data.pipeline.resolve_classes``).
   """
   tc = config.train
   if tc.steps < 1:
