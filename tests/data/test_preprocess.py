@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrcnn_jax.data import features, preprocess, shapes
+from mrcnn_jax.data import batch_spec, features, preprocess, resize, shapes
 from mrcnn_jax.ops.masks import paste_masks
 
 
@@ -23,8 +23,20 @@ def _scene(seed, size=64):
 
 
 def test_resize_scale():
-  assert preprocess.resize_scale(480, 640, 800, 1333) == pytest.approx(800 / 480)
-  assert preprocess.resize_scale(100, 1000, 800, 1333) == pytest.approx(1.333)  # long side caps
+  assert resize.resize_scale(480, 640, 800, 1333) == pytest.approx(800 / 480)
+  assert resize.resize_scale(100, 1000, 800, 1333) == pytest.approx(1.333)  # long side caps
+
+
+def test_resize_and_pad_gives_the_pipelines_image_fields():
+  """What predict feeds the model equals what the training pipeline makes of the same image."""
+  image = np.random.default_rng(1).integers(0, 255, (50, 100, 3), dtype=np.uint8)
+  record = _record(image, np.zeros((0, 50, 100), bool), [])
+  example = preprocess.preprocess(record, canvas=96, min_size=64, max_size=96, max_instances=2, mask_size=8)
+  fields = resize.resize_and_pad(image, canvas=96, min_size=64, max_size=96)
+  assert set(fields) == {"image", "image_size", "scale", "original_size"}
+  for name, value in fields.items():
+    np.testing.assert_array_equal(value, example[name], err_msg=name)
+    assert value.dtype == example[name].dtype, name
 
 
 def test_crop_mask_lines_up_with_paste_masks():
@@ -52,7 +64,7 @@ def test_output_shapes_dtypes_and_resize():
   masks[1, 0:50, 90:100] = True
   out = preprocess.preprocess(_record(image, masks, [2, 4]), canvas=96, min_size=64, max_size=96,
                               max_instances=5, mask_size=16)
-  expected = preprocess.blank_example(96, 5, 16)
+  expected = batch_spec.blank_example(96, 5, 16)
   assert {k: (v.shape, v.dtype) for k, v in out.items()} == {
       k: (v.shape, v.dtype) for k, v in expected.items()}
   assert out["scale"] == pytest.approx(0.96) and out["image_size"].tolist() == [48, 96]
