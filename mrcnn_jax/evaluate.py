@@ -1,6 +1,6 @@
 """COCO evaluation (pycocotools): box and mask AP of a model on a prepared dataset split.
 
-    python -m mrcnn_jax.evaluate --workdir W [--split validation]
+    python -m mrcnn_jax.evaluate --workdir W [--split validation]     (exit code 2: a user error)
 
 `evaluate` runs the jitted `model.detect` over `data.eval_iterator`, maps boxes from the canvas back to
 original image pixels (divide by the resize scale, clip), pastes the 28x28 mask probabilities at the
@@ -24,6 +24,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mrcnn_jax import data as data_lib
+from mrcnn_jax import errors
 from mrcnn_jax.data import features, sources
 from mrcnn_jax.predict import detect_canvas, to_original
 
@@ -130,17 +131,22 @@ def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
   return metrics
 
 
-def main(argv=None) -> None:
+def _run(args) -> int:
+  import mrcnn_jax  # pylint: disable=g-import-not-at-top  (the package imports this module)
+  config = mrcnn_jax.checkpoints.load_config(args.workdir)
+  data_lib.resolve_classes(config)  # the model's classes must be the dataset's
+  metrics = evaluate(mrcnn_jax.load(args.workdir), config, args.workdir, args.split)
+  print(json.dumps(metrics, indent=2))
+  return 0
+
+
+def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints)")
   parser.add_argument("--split", default=None, help="default: config.data.eval_split")
-  args = parser.parse_args(argv)
-  import mrcnn_jax  # pylint: disable=g-import-not-at-top  (the package imports this module)
-  config = mrcnn_jax.checkpoints.load_config(args.workdir)
-  metrics = evaluate(mrcnn_jax.load(args.workdir), config, args.workdir, args.split)
-  print(json.dumps(metrics, indent=2))
+  return errors.run_cli(_run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-  main()
+  raise SystemExit(main())
