@@ -48,6 +48,9 @@ def load(path: str) -> MaskRCNN:
   """The model saved in a training workdir (latest checkpoint) or in ``<workdir>/checkpoints/<step>``."""
   from mrcnn_jax.train.checkpoint import restore_params  # pylint: disable=import-outside-toplevel
   workdir, step = _split_path(path)
-  model = build_model(load_config(workdir))
-  nnx.update(model, restore_params(workdir, nnx.state(model, nnx.Param), step))
+  config = load_config(workdir)
+  abstract = nnx.state(nnx.eval_shape(lambda: build_model(config)), nnx.Param)
+  params = restore_params(workdir, abstract, step)  # first: a missing checkpoint fails fast
+  model = build_model(config)
+  nnx.update(model, params)
   return model

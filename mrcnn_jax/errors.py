@@ -2,7 +2,8 @@
 
 A ``UserError`` is a mistake in what the user gave (config, paths, data), not a bug: every CLI
 prints its message as one line on stderr and exits with ``USER_ERROR``; anything else keeps its
-traceback.
+traceback. A signal that stops a CLI gives 128 + its number: ``INTERRUPTED`` (Ctrl-C), and 143 for
+the SIGTERM that preempts training (see mrcnn_jax/train/__main__.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import sys
 from collections.abc import Callable
 
 USER_ERROR = 2
-INTERRUPTED = 128 + signal.SIGINT   # 130: Ctrl-C (training saves first)
-PREEMPTED = 128 + signal.SIGTERM    # 143: SIGTERM (training saves first)
+INTERRUPTED = 128 + signal.SIGINT  # 130
 
 
 class UserError(ValueError):

@@ -1,6 +1,6 @@
 """COCO evaluation (pycocotools): box and mask AP of a model on a prepared dataset split.
 
-    python -m mrcnn_jax.evaluate --workdir W [--split validation]
+    python -m mrcnn_jax.evaluate --workdir W [--split validation]     (exit code 2: a user error)
 
 `evaluate` runs the jitted `model.detect` over `data.eval_iterator`, maps boxes from the canvas back to
 original image pixels (divide by the resize scale, clip), pastes the 28x28 mask probabilities at the
@@ -16,12 +16,13 @@ import json
 
 from etils import epath
 
-from mrcnn_jax import checkpoints
+from mrcnn_jax import checkpoints, errors
 from mrcnn_jax.coco import coco_metrics, detections_to_coco, gt_to_coco
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.data import sources
 from mrcnn_jax.inference import detect_canvas
 from mrcnn_jax.postprocess import to_original
+
 
 def gt_records(config, split: str):
   """The split's records (images left encoded) for `gt_to_coco`."""
@@ -55,16 +56,21 @@ def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
   return metrics
 
 
-def main(argv=None) -> None:
+def _run(args) -> int:
+  config = checkpoints.load_config(args.workdir)
+  data_lib.resolve_classes(config)  # the model's classes must be the dataset's
+  metrics = evaluate(checkpoints.load(args.workdir), config, args.workdir, args.split)
+  print(json.dumps(metrics, indent=2))
+  return 0
+
+
+def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints)")
   parser.add_argument("--split", default=None, help="default: config.data.eval_split")
-  args = parser.parse_args(argv)
-  config = checkpoints.load_config(args.workdir)
-  metrics = evaluate(checkpoints.load(args.workdir), config, args.workdir, args.split)
-  print(json.dumps(metrics, indent=2))
+  return errors.run_cli(_run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-  main()
+  raise SystemExit(main())

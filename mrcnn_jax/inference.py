@@ -20,6 +20,8 @@ from flax import nnx
 from mrcnn_jax.data.resize import resize_and_pad
 from mrcnn_jax.postprocess import to_original
 
+SCORE_THRESHOLD = 0.05   # the default of predict and its CLI (Detectron2's inference threshold)
+
 
 @dataclasses.dataclass
 class Detections:
@@ -97,7 +99,7 @@ def _bucket(n: int, batch_size: int) -> int:
   return min(batch_size, 1 << (n - 1).bit_length())
 
 
-def predict(model, images, *, score_threshold: float = 0.05, nms_threshold: float | None = None,
+def predict(model, images, *, score_threshold: float = SCORE_THRESHOLD, nms_threshold: float | None = None,
             max_detections: int | None = None, batch_size: int = 8) -> Detections:
   """Detects objects in one image or several (see ``as_rgb_images``); returns ``Detections``.
 

@@ -27,7 +27,7 @@ stamp "predictions on validation images -> $workdir/predictions/"
 python -m mrcnn_jax.data.prepare export --name mrcnn_shapes --data_dir data --split validation \
   --num 8 --out "$workdir/predictions/inputs" >/dev/null
 python -m mrcnn_jax.infer --workdir "$workdir" --images "$workdir"/predictions/inputs/*.png \
-  --out "$workdir/predictions"
+  --out "$workdir/predictions" --score_threshold 0.5
 t_end=$(date +%s)
 
 python - "$workdir" "$((t_env - t0))" "$((t_data - t_env))" "$((t_train - t_data))" "$((t_end - t_train))" <<'PY'

@@ -118,3 +118,9 @@ def test_evaluate_end_to_end_writes_results(tmp_path):
     np.testing.assert_allclose(r["bbox"], [0, 0, 24, 24], atol=1e-4)
     assert r["segmentation"]["size"] == [48, 48] and r["category_id"] == 1
   assert os.path.exists(os.path.join(workdir, "metrics_validation.json"))
+
+
+def test_cli_user_error_is_one_line_and_exit_2(tmp_path, capsys):
+  assert evaluate.main(["--workdir", str(tmp_path)]) == 2
+  assert capsys.readouterr().err == (f"error: {tmp_path / 'config.json'} not found: is {str(tmp_path)!r} "
+                                     "a training workdir?\n")

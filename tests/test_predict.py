@@ -1,4 +1,10 @@
-"""mrcnn_jax.predict (inference.py): input handling, mapping back to original pixels, one compile per canvas."""
+"""mrcnn_jax.predict (inference.py) and the image CLI (infer.py): inputs, original pixels, compiles."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,37 +86,101 @@ def test_bad_arguments_raise_clear_errors(model):
     mrcnn_jax.predict(model, _image(8, 8), score_threshold=1.5)
 
 
-def test_load_and_cli_write_pictures_and_coco_json(model, tmp_path):
-  import json
-
-  import jax
+@pytest.fixture(scope="module")
+def workdir(model, tmp_path_factory):
+  """A training workdir holding ``model`` (config.json + a checkpoint at step 7)."""
   import orbax.checkpoint as ocp
   from flax import nnx
-  from PIL import Image
 
   from mrcnn_jax.train import checkpoint, loop
 
-  workdir = tmp_path / "run"
+  workdir = tmp_path_factory.mktemp("run")
   loop.save_config(model.config.as_configdict(), str(workdir))
   manager = ocp.CheckpointManager(checkpoint.checkpoint_dir(str(workdir)))
   manager.save(7, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": nnx.state(model, nnx.Param)})))
   manager.wait_until_finished()
   manager.close()
+  return workdir
+
+
+def _save(image, path) -> str:
+  from PIL import Image
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(image).save(path)
+  return str(path)
+
+
+def test_load_and_cli_write_pictures_and_coco_json(model, workdir, tmp_path):
+  import jax
+  from flax import nnx
+  from PIL import Image
 
   loaded = mrcnn_jax.load(str(workdir / "checkpoints" / "7"))
   for a, b in zip(jax.tree.leaves(nnx.state(loaded, nnx.Param)), jax.tree.leaves(nnx.state(model, nnx.Param))):
     np.testing.assert_array_equal(a, b)
 
-  paths = []
-  for i, (h, w) in enumerate([(40, 70), (90, 30)]):
-    paths.append(str(tmp_path / f"img{i}.png"))
-    Image.fromarray(_image(h, w, seed=i)).save(paths[-1])
+  paths = [_save(_image(h, w, seed=i), tmp_path / f"img{i}.png") for i, (h, w) in enumerate([(40, 70), (90, 30)])]
   out = tmp_path / "out"
   assert infer.main(["--workdir", str(workdir), "--images", *paths, "--out", str(out),
                        "--score_threshold", "0.0"]) == 0
   assert Image.open(out / "img1.png").size == (30, 90)
   results = json.loads((out / "detections.json").read_text())
-  assert {r["file_name"] for r in results} == {"img0.png", "img1.png"}
+  assert {(r["file_name"], r["picture"]) for r in results} == {(paths[0], "img0.png"), (paths[1], "img1.png")}
   assert all(len(r["bbox"]) == 4 and "counts" in r["segmentation"] for r in results)
   with pytest.raises(SystemExit):
     infer.main(["--workdir", str(workdir), "--images", str(tmp_path / "missing.png"), "--out", str(out)])
+
+
+def test_cli_keeps_inputs_with_the_same_name_apart(workdir, tmp_path, capsys):
+  paths = [_save(_image(40, 50, seed=i), tmp_path / d / "x.png") for i, d in enumerate(["d1", "d2"])]
+  out = tmp_path / "out"
+  assert infer.main(["--workdir", str(workdir), "--images", *paths, "--out", str(out),
+                           "--score_threshold", "0.0"]) == 0
+  assert sorted(os.listdir(out)) == ["detections.json", "x-2.png", "x.png"]
+  results = json.loads((out / "detections.json").read_text())
+  assert {(r["image_id"], r["file_name"], r["picture"]) for r in results} == {(0, paths[0], "x.png"),
+                                                                               (1, paths[1], "x-2.png")}
+  assert f"{paths[1]}: " in capsys.readouterr().out
+  assert infer.picture_names(["a/x.png", "b/x.jpg", "x-2.png", "x"]) == ["x", "x-2", "x-2-2", "x-3"]
+
+
+def test_cli_default_score_threshold_is_the_apis(model, workdir, tmp_path, capsys):
+  image = _image(64, 64, seed=5)
+  expected = int(mrcnn_jax.predict(model, image).num_detections[0])
+  assert expected > 0                          # untrained: scores near 1/(K+1) = 0.2
+  path = _save(image, tmp_path / "a.png")
+  assert infer.main(["--workdir", str(workdir), "--images", path, "--out", str(tmp_path / "out")]) == 0
+  assert f"{path}: {expected} detections -> a.png" in capsys.readouterr().out
+
+
+def test_cli_scales_large_pictures_down_to_a_jpeg(workdir, tmp_path, monkeypatch):
+  from PIL import Image
+  monkeypatch.setattr(infer, "MAX_PICTURE_SIDE", 64)
+  path = _save(_image(80, 100), tmp_path / "big.png")
+  assert infer.main(["--workdir", str(workdir), "--images", path, "--out", str(tmp_path / "out")]) == 0
+  with Image.open(tmp_path / "out" / "big.jpg") as picture:
+    assert picture.format == "JPEG" and picture.size == (64, 51)
+  assert not (tmp_path / "out" / "big.png").exists()
+
+
+def test_cli_help_names_the_command_and_the_default(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    infer.main(["--help"])
+  out = capsys.readouterr().out
+  assert exit_info.value.code == 0 and out.startswith("usage: python -m mrcnn_jax.infer")
+  assert "mrcnn_jax.predict (0.5: fewer, surer ones in the pictures) (default: 0.05)" in " ".join(out.split())
+
+
+def test_cli_user_errors_are_one_line_and_exit_2(workdir, tmp_path, capsys):
+  image = _save(_image(8, 8), tmp_path / "a.png")
+  assert infer.main(["--workdir", str(tmp_path), "--images", image, "--out", str(tmp_path)]) == 2
+  assert capsys.readouterr().err == (f"error: {tmp_path / 'config.json'} not found: is {str(tmp_path)!r} "
+                                     "a training workdir?\n")
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  shutil.copy(workdir / "config.json", empty / "config.json")      # a config but no checkpoint
+  proc = subprocess.run([sys.executable, "-m", "mrcnn_jax.infer", "--workdir", str(empty), "--images", image,
+                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.splitlines()[-1] == (f"error: no checkpoint under {empty / 'checkpoints'}: has training "
+                                          f"in {str(empty)!r} saved one yet?")

@@ -89,14 +89,19 @@ def _print_summary(data_dir: str, name: str, stats: dict, builder) -> None:
     return
   for split, report in stats.items():
     counts = dict(report) if isinstance(report, dict) else dict(vars(report))
-    lists = {k: counts.pop(k) for k in ("dropped", "skipped_bad_images") if k in counts}
-    print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-          + "".join(f", {k} {len(v)}" for k, v in lists.items() if k != "dropped"))
-    for what, messages in lists.items():
-      for message in messages[:SHOWN]:
-        print(f"    {what.split('_')[0]} {message}")
-      if len(messages) > SHOWN:
-        print(f"    ... and {len(messages) - SHOWN} more {what.replace('_', ' ')}")
+    dropped, skipped = counts.pop("dropped", []), counts.get("skipped_bad_images", [])
+    if "skipped_bad_images" in counts:
+      counts["skipped_bad_images"] = len(skipped)
+    print(f"  {split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    _print_first(dropped, "dropped")
+    _print_first(skipped, "skipped")
+
+
+def _print_first(messages: list, verb: str) -> None:
+  for message in messages[:SHOWN]:
+    print(f"    {verb} {message}")
+  if len(messages) > SHOWN:
+    print(f"    ... and {len(messages) - SHOWN} more {verb}")
 
 
 def export_images(name: str, data_dir: str, split: str, num: int, out: str) -> list[str]:

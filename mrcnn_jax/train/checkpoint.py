@@ -80,7 +80,7 @@ def restore_params(workdir: str, params_like, step: int | None = None):
   version from ``nnx.eval_shape``); returns the same structure with the saved values.
   """
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(
-      read_only=True))
+      read_only=True, save_interval_steps=0, create=False))  # the values read_only implies: no warnings
   step = manager.latest_step() if step is None else step
   if step is None:
     raise UserError(f"no checkpoint under {checkpoint_dir(workdir)}: has training in {workdir!r} "

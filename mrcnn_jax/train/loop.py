@@ -71,8 +71,8 @@ def init_model(config: ConfigDict, mesh) -> tuple[nnx.GraphDef, nnx.State, nnx.S
 def _check_batch_size(config: ConfigDict, mesh) -> int:
   batch = config.data.batch_size
   if batch % jax.process_count() or batch % mesh.devices.size:
-    raise errors.UserError(f"config.data.batch_size={batch} must be divisible by the number of processes "
-                     f"({jax.process_count()}) and of devices ({mesh.devices.size})")
+    raise errors.UserError(f"config.data.batch_size={batch} must be divisible by the number of "
+                           f"processes ({jax.process_count()}) and of devices ({mesh.devices.size})")
   return batch
 
 

@@ -15,7 +15,7 @@ from flax import nnx
 from train_launch import saved_steps
 
 from mrcnn_jax.errors import UserError
-from mrcnn_jax.train import loop
+from mrcnn_jax.train import loop, preemption
 from mrcnn_jax.train.checkpoint import checkpoint_dir
 
 
@@ -170,3 +170,21 @@ def test_evaluation_cadence(stand_in, tiny_config, tmp_path, monkeypatch, eval_e
   assert len(calls) == len(eval_steps) and (metrics.get("bbox/AP") == 0.5) == bool(eval_steps)
   if calls:                                          # the final evaluation sees the final weights
     np.testing.assert_array_equal(calls[-1].head.kernel[...], state["params"]["head"]["kernel"][...])
+
+
+def test_ctrl_c_in_a_multiprocess_job_goes_through_the_preemption_service(monkeypatch):
+  received = []                        # stands in for JAX's SIGTERM notifier of a distributed job
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  try:
+    monkeypatch.setattr(preemption.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(preemption.multihost_utils, "reached_preemption_sync_point",
+                        lambda step: bool(received))
+    watcher = preemption.PreemptionWatcher()
+    assert not watcher.should_stop(1)
+    os.kill(os.getpid(), signal.SIGINT)
+    assert received == [signal.SIGTERM]                        # every process stops at one step
+    assert watcher.should_stop(2) and watcher.signal == signal.SIGINT
+    watcher.close()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  finally:
+    signal.signal(signal.SIGTERM, previous)
