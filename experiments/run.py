@@ -76,12 +76,12 @@ def train_arm(config, workdir: str) -> dict | None:
   start = time.perf_counter()
   try:
     state, summary = loop.train(config, workdir)
+  except loop.Stopped:
+    return None
   finally:
     wall["wall_s"] += time.perf_counter() - start
     _write_json(os.path.join(workdir, WALL), wall)
     jax.clear_caches()
-  if "preempted" in summary:
-    return None
   final = {m: 100.0 * summary[m] for m in sweep.METRICS if m in summary}
   final.update(steps=int(state["step"]), wall_s=wall["wall_s"], seed=int(config.train.seed),
                data=f"{config.data.name} ({config.data.eval_split} split)")

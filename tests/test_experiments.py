@@ -3,6 +3,7 @@ trainer for the rest), resuming and skipping, --only, the report, and the verdic
 
 import json
 import os
+import signal
 
 import jax
 import pytest
@@ -43,7 +44,7 @@ class FakeTrainer:
     self.calls.append(arm)
     if arm in self.preempt:
       self.preempt.discard(arm)
-      return {"step": 1}, {"preempted": 1}
+      raise loop.Stopped(1, signal.SIGTERM)
     value = 0.1 + 0.01 * len(arm) + 0.001 * config.train.seed
     return {"step": config.train.steps}, {m: value for m in sweep.METRICS}
 

@@ -72,8 +72,11 @@ def train(argv) -> int:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   quiet_library_logs()
   initialize_distributed(FLAGS.distributed)
-  _, metrics = loop.train(FLAGS.config, FLAGS.workdir)
-  return 128 + metrics["signal"] if "preempted" in metrics else 0
+  try:
+    loop.train(FLAGS.config, FLAGS.workdir)
+  except loop.Stopped as stopped:
+    return 128 + stopped.signal
+  return 0
 
 
 def main(argv) -> int:

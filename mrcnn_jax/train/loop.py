@@ -93,13 +93,20 @@ def _mean(window: list[dict]) -> dict:
   return {name: float(np.mean([m[name] for m in host])) for name in host[0] if name != "finite"}
 
 
+class Stopped(Exception):
+  """Training stopped early by ``signal`` (SIGTERM: preemption; SIGINT: Ctrl-C), ``step`` saved."""
+
+  def __init__(self, step: int, signal_number: int):
+    super().__init__(f"stopped by {signal.Signals(signal_number).name} at step {step} (saved)")
+    self.step, self.signal = step, signal_number
+
+
 def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, dict]:
   """Trains (or resumes) ``config`` in ``workdir``; returns the final train state and the last
   logged metrics (plus evaluation results).
 
-  Raises NonFiniteLossError on a NaN/Inf loss, errors.UserError on a config that cannot train. On
-  SIGTERM or SIGINT it saves a checkpoint and returns early, with ``metrics["preempted"] = step`` and
-  ``metrics["signal"]`` the signal's number. Fills in ``config.num_classes`` and ``class_names``
+  Raises NonFiniteLossError on a NaN/Inf loss, errors.UserError on a config that cannot train, and
+  Stopped after saving a checkpoint when SIGTERM or SIGINT stops it early. Fills in ``config.num_classes`` and ``class_names``
   from the dataset when they are unset (see ``data.pipeline.resolve_classes``).
   """
   tc = config.train
@@ -155,7 +162,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
       if stop:
         logging.warning("stopped by %s: saved step %d, exiting", signal.Signals(watcher.signal).name,
                         step)
-        return state, {**summary, "preempted": step, "signal": int(watcher.signal)}
+        raise Stopped(step, int(watcher.signal))
       if tc.eval_every > 0 and step % tc.eval_every == 0 and step != tc.steps:
         summary.update(_evaluate(graphdef, state, rest, config, workdir, step, writer))
         tick = time.perf_counter()                # img/s counts training time only

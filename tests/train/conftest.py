@@ -20,7 +20,7 @@ def shapes_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_config(shapes_data):
+def trainer_config(shapes_data):
   """shapes_tiny on a 64 px canvas, width 16, global batch 4, 4 steps at full learning rate, no
   evaluation, with the paper's recipe (SGD, no norm in the FPN and mask head).
 

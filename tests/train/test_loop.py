@@ -55,8 +55,8 @@ class Hooked:
 
 
 @pytest.fixture
-def stand_in(monkeypatch, tiny_config):
-  """Returns ``install(hook)``: the loop then trains StandIn on tiny_config with hooked batches."""
+def stand_in(monkeypatch, trainer_config):
+  """Returns ``install(hook)``: the loop then trains StandIn on trainer_config with hooked batches."""
   jax.config.update("jax_disable_most_optimizations", True)
   monkeypatch.setattr(loop, "build_model", lambda config, seed: StandIn(nnx.Rngs(seed)))
   train_iterator = loop.data_lib.train_iterator
@@ -67,11 +67,11 @@ def stand_in(monkeypatch, tiny_config):
   return install
 
 
-def test_nan_loss_names_step_and_term_and_keeps_last_good_checkpoint(stand_in, tiny_config, tmp_path):
+def test_nan_loss_names_step_and_term_and_keeps_last_good_checkpoint(stand_in, trainer_config, tmp_path):
   def poison(n, batch):
     return {**batch, "gt_boxes": np.full_like(batch["gt_boxes"], np.nan)} if n == 3 else batch
   stand_in(poison)
-  config = tiny_config.copy_and_resolve_references()
+  config = trainer_config.copy_and_resolve_references()
   config.train.steps, config.train.log_every = 6, 100      # found one step late, while step 4 runs
   with pytest.raises(loop.NonFiniteLossError, match=r"at step 3: box=nan; stopping") as error:
     loop.train(config, str(tmp_path))
@@ -80,26 +80,27 @@ def test_nan_loss_names_step_and_term_and_keeps_last_good_checkpoint(stand_in, t
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_saves_and_returns(stand_in, tiny_config, tmp_path, signum):
+def test_signal_saves_and_returns(stand_in, trainer_config, tmp_path, signum):
   def preempt(n, batch):
     if n == 3:
       os.kill(os.getpid(), signum)
     return batch
   stand_in(preempt)
   handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-  state, metrics = loop.train(tiny_config, str(tmp_path))
-  assert metrics["preempted"] == 3 and metrics["signal"] == signum and int(state["step"]) == 3
+  with pytest.raises(loop.Stopped) as stopped:
+    loop.train(trainer_config, str(tmp_path))
+  assert stopped.value.step == 3 and stopped.value.signal == signum
   assert saved_steps(tmp_path) == [2, 3]
   assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
 
 
-def test_resume_drops_the_metrics_logged_past_the_restored_step(stand_in, tiny_config, tmp_path):
+def test_resume_drops_the_metrics_logged_past_the_restored_step(stand_in, trainer_config, tmp_path):
   stand_in(lambda n, batch: batch)
-  loop.train(tiny_config, str(tmp_path))                      # 4 steps, checkpoints 2 and 4
+  loop.train(trainer_config, str(tmp_path))                      # 4 steps, checkpoints 2 and 4
   shutil.rmtree(os.path.join(checkpoint_dir(str(tmp_path)), "4"))   # as if killed before saving 4
   with open(tmp_path / "metrics.jsonl", "a") as f:
     f.write('{"step": 5, "loss"')                             # and mid-line
-  loop.train(tiny_config, str(tmp_path))                      # resumes from 2
+  loop.train(trainer_config, str(tmp_path))                      # resumes from 2
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [m["step"] for m in lines] == [1, 2, 3, 4]
   events = [e for f in sorted((tmp_path / "tensorboard").iterdir()) for e in tensorboard_events(f)]
@@ -123,10 +124,10 @@ def tensorboard_events(path):
     (4, ("a", "b"), r"config.class_names has 2 names but config.num_classes=4"),
     (None, None, r"config.train.steps must be at least 1, got 0"),
 ])
-def test_bad_config_is_refused_before_building_the_model(stand_in, tiny_config, tmp_path, monkeypatch,
+def test_bad_config_is_refused_before_building_the_model(stand_in, trainer_config, tmp_path, monkeypatch,
                                                          num_classes, class_names, message):
   monkeypatch.setattr(loop, "build_model", lambda config, seed: pytest.fail("model built"))
-  config = tiny_config.copy_and_resolve_references()
+  config = trainer_config.copy_and_resolve_references()
   if num_classes is None:
     config.train.steps = 0
   else:
@@ -135,18 +136,18 @@ def test_bad_config_is_refused_before_building_the_model(stand_in, tiny_config, 
     loop.train(config, str(tmp_path))
 
 
-def test_classes_come_from_the_dataset_when_unset(stand_in, tiny_config, tmp_path):
+def test_classes_come_from_the_dataset_when_unset(stand_in, trainer_config, tmp_path):
   stand_in(lambda n, batch: batch)
-  config = tiny_config.copy_and_resolve_references()
+  config = trainer_config.copy_and_resolve_references()
   config.num_classes, config.class_names, config.train.steps = 0, (), 1
   loop.train(config, str(tmp_path))
   saved = json.loads((tmp_path / "config.json").read_text())
   assert (saved["num_classes"], saved["class_names"]) == (4, ["circle", "square", "triangle", "bar"])
 
 
-def test_workdir_has_config_and_metrics(stand_in, tiny_config, tmp_path):
+def test_workdir_has_config_and_metrics(stand_in, trainer_config, tmp_path):
   stand_in(lambda n, batch: batch)
-  state, metrics = loop.train(tiny_config, str(tmp_path))
+  state, metrics = loop.train(trainer_config, str(tmp_path))
   assert json.loads((tmp_path / "config.json").read_text())["data"]["canvas"] == 64
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [m["step"] for m in lines] == [1, 2, 3, 4]
@@ -157,12 +158,12 @@ def test_workdir_has_config_and_metrics(stand_in, tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("eval_every, eval_steps", [(2, [2, 4, 5]), (0, [5]), (-1, [])])
-def test_evaluation_cadence(stand_in, tiny_config, tmp_path, monkeypatch, eval_every, eval_steps):
+def test_evaluation_cadence(stand_in, trainer_config, tmp_path, monkeypatch, eval_every, eval_steps):
   stand_in(lambda n, batch: batch)
   calls = []
   monkeypatch.setattr(loop.evaluate_lib, "evaluate",
                       lambda model, config, workdir: calls.append(model) or {"bbox/AP": 0.5})
-  config = tiny_config.copy_and_resolve_references()
+  config = trainer_config.copy_and_resolve_references()
   config.train.steps, config.train.eval_every, config.train.log_every = 5, eval_every, 100
   state, metrics = loop.train(config, str(tmp_path))
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

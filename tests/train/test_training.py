@@ -32,11 +32,11 @@ def assert_params_close(actual, expected, **tolerance):
 
 
 @pytest.fixture(scope="module")
-def steps_runs(tiny_config, jax_env, tmp_path_factory):
+def steps_runs(trainer_config, jax_env, tmp_path_factory):
   """Parameters and per-step losses after bare train steps, by devices and data layout (the batches
   of a single-process run, or those that 2 processes assemble)."""
   tmp = tmp_path_factory.mktemp("steps")
-  finish(start_worker(jax_env, "steps", config_file(tiny_config, tmp / "config.json"), tmp / "params",
+  finish(start_worker(jax_env, "steps", config_file(trainer_config, tmp / "config.json"), tmp / "params",
                       JAX_NUM_CPU_DEVICES=4))
   return {run: load_params(tmp / f"params-{run}.npz") for run in ("1dev-1shards", "4dev-1shards",
                                                                    "4dev-2shards")}
@@ -48,8 +48,8 @@ def test_four_devices_match_one_device(steps_runs):
   assert_params_close(sharded, reference, rtol=1e-4, atol=1e-6)
 
 
-def test_two_processes_match_one_process(steps_runs, tiny_config, jax_env, tmp_path):
-  cfg = config_file(tiny_config, tmp_path / "config.json")
+def test_two_processes_match_one_process(steps_runs, trainer_config, jax_env, tmp_path):
+  cfg = config_file(trainer_config, tmp_path / "config.json")
   port = portpicker.pick_unused_port()
   procs = [start_worker(jax_env, "multihost", cfg, tmp_path / "run", tmp_path / f"params{i}.npz",
                         JAX_NUM_CPU_DEVICES=2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
@@ -64,9 +64,9 @@ def test_two_processes_match_one_process(steps_runs, tiny_config, jax_env, tmp_p
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(data_states)
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config, jax_env, tmp_path):
-  steps = tiny_config.train.steps
-  run_config = tiny_config.copy_and_resolve_references()
+def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, trainer_config, jax_env, tmp_path):
+  steps = trainer_config.train.steps
+  run_config = trainer_config.copy_and_resolve_references()
   run_config.train.checkpoint_every = 1
   overrides = config_flags(run_config, shapes_tiny.get_config())
   four = {"JAX_NUM_CPU_DEVICES": 4}
@@ -81,7 +81,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config,
   assert saved_steps(tmp_path)[-1] < steps
   finish(start_cli(jax_env, TINY_CONFIG, tmp_path, *overrides, **four))
 
-  like = nnx.state(nnx.eval_shape(lambda: build_model(tiny_config)), nnx.Param)
+  like = nnx.state(nnx.eval_shape(lambda: build_model(trainer_config)), nnx.Param)
   resumed = checkpoint.restore_params(str(tmp_path), like, step=steps)
   uninterrupted = steps_runs["4dev-1shards"]
   leaves = jax.tree_util.tree_leaves_with_path(resumed)                # named as worker.py names them
@@ -95,8 +95,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, tiny_config,
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_and_sigterm_save_and_exit_with_their_code(tiny_config, jax_env, tmp_path, signum, code):
-  run_config = tiny_config.copy_and_resolve_references()
+def test_ctrl_c_and_sigterm_save_and_exit_with_their_code(trainer_config, jax_env, tmp_path, signum, code):
+  run_config = trainer_config.copy_and_resolve_references()
   run_config.train.steps = run_config.train.checkpoint_every = 10**6    # only the signal saves
   overrides = config_flags(run_config, shapes_tiny.get_config())
   proc = start_cli(jax_env, TINY_CONFIG, tmp_path, *overrides, process_group=0, JAX_NUM_CPU_DEVICES=4)
