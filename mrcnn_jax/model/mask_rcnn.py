@@ -40,6 +40,9 @@ class MaskRCNN(nnx.Module):
       raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {m.dtype!r}")
     if m.pooler not in POOLERS:
       raise ValueError(f"config.model.pooler must be one of {sorted(POOLERS)}, got {m.pooler!r}")
+    if config.num_classes < 1:
+      raise ValueError("config.num_classes must be at least 1, got "
+                       f"{config.num_classes} (0 means: taken from the dataset, which training and evaluation do)")
     if config.data.canvas % 32:
       raise ValueError(f"config.data.canvas must be a multiple of 32, got {config.data.canvas}")
     self.config = config = ml_collections.FrozenConfigDict(config)  # hashable: submodules keep parts of it

@@ -133,6 +133,13 @@ def test_bad_config_values_raise_clear_errors(make_config, field, value, match):
     build_model(make_config(**{field: value}))
 
 
+def test_unset_num_classes_is_a_clear_error(make_config):
+  config = make_config()
+  config.num_classes = 0
+  with pytest.raises(ValueError, match="num_classes must be at least 1"):
+    build_model(config)
+
+
 def test_wrong_image_shape_raises(make_config):
   model = build_model(make_config())
   with pytest.raises(ValueError, match="image"):

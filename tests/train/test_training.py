@@ -44,7 +44,8 @@ def steps_runs(trainer_config, jax_env, tmp_path_factory):
 
 def test_four_devices_match_one_device(steps_runs):
   reference, sharded = steps_runs["1dev-1shards"], steps_runs["4dev-1shards"]
-  np.testing.assert_allclose(sharded["losses"], reference["losses"], rtol=1e-5)
+  # Float32 reduction order over 4 shards: 3.5e-5 relative after 4 steps was measured with this init.
+  np.testing.assert_allclose(sharded["losses"], reference["losses"], rtol=1e-4)
   assert_params_close(sharded, reference, rtol=1e-4, atol=1e-6)
 
 
