@@ -93,20 +93,22 @@ def _roi_align_inputs(args):
 
 def _torchvision_roi_align():
   """Detectron2's ROIPooler done with torchvision.ops.roi_align (per level, aligned=True), as a
-  callable (feats NCHW tensors, boxes, level index tensor, size, backward) -> None; None if absent."""
+  callable (feats NCHW tensors, boxes, level index tensor, size, backward, sampling_ratio=2) -> None;
+  None if absent."""
   try:
     import torch
     import torchvision
   except ImportError:
     return None
 
-  def run(feats, boxes, levels, size, backward):
+  def run(feats, boxes, levels, size, backward, sampling_ratio=2):
     with torch.set_grad_enabled(backward):
       out = feats[0].new_zeros((boxes.shape[0], feats[0].shape[1], size, size))
       for i, feat in enumerate(feats):
         at = torch.nonzero(levels == i).squeeze(1)
         rois = torch.cat([torch.zeros((at.shape[0], 1)), boxes[at]], dim=1)
-        out[at] = torchvision.ops.roi_align(feat, rois, size, 2.0 ** -(i + 2), 2, aligned=True)
+        out[at] = torchvision.ops.roi_align(feat, rois, size, 2.0 ** -(i + 2), sampling_ratio,
+                                            aligned=True)
     if backward:
       out.backward(torch.ones_like(out))
       for feat in feats:
@@ -140,6 +142,41 @@ def bench_roi_align(args):
                            levels_t, repeats=args.repeats)
       rows.append(Row("roi_align (FPN)", f"{case}, {size}x{size}, {label}", ms,
                       "torchvision roi_align per level" if reference else "", ref_ms))
+  return rows
+
+
+def bench_roi_align_adaptive(args):
+  """ops.multilevel_pool with Detectron2's adaptive grid (sampling_ratio 0) at its default cap G
+  (exact for square RoIs on this canvas), forward, on bench_roi_align's inputs; the case says how
+  many RoIs need more than G samples per bin (those are sampled with G). torchvision's roi_align
+  with sampling_ratio 0 beside it when importable."""
+  from mrcnn_jax.ops import fpn_levels, multilevel_pool
+  from mrcnn_jax.ops.poolers import exact_grid_bound
+
+  feats, boxes = _roi_align_inputs(args)
+  feats_d, boxes_d = [jnp.asarray(f) for f in feats], jnp.asarray(boxes)
+  levels = np.asarray(fpn_levels(boxes_d))
+  reference = _torchvision_roi_align()
+  if reference:
+    import torch
+    feats_t = [torch.from_numpy(f.transpose(2, 0, 1)[None].copy()) for f in feats]
+    boxes_t, levels_t = torch.from_numpy(boxes), torch.from_numpy(levels - 2)
+  canvas = 4 * feats[0].shape[0]
+  case = f"R={len(boxes)}, P2..P5 of {canvas}^2, C={feats[0].shape[-1]}"
+  rows = []
+  for size in (7, 14):
+    cap = exact_grid_bound(size, canvas)
+    need = np.ceil((boxes[:, 2:] - boxes[:, :2]) / 2.0 ** levels[:, None] / size).max(axis=1)
+    forward = jax.jit(lambda f, b, s=size: multilevel_pool(f, b, s, sampling_ratio=0))
+    ms = median_ms(forward, feats_d, boxes_d, repeats=args.repeats)
+    ref_ms = None
+    if reference:
+      ref_ms = median_ms(lambda *a, s=size: reference(*a, s, False, 0), feats_t, boxes_t, levels_t,
+                         repeats=args.repeats)
+    rows.append(Row("roi_align adaptive (FPN)",
+                    f"{case}, {size}x{size}, G={cap} ({np.mean(need > cap):.0%} of RoIs need more), fwd",
+                    ms, "torchvision roi_align per level, sampling_ratio 0" if reference else "",
+                    ref_ms))
   return rows
 
 
@@ -252,7 +289,7 @@ def synthetic_batch(config, batch_size):
   }
 
 
-OPS = [bench_nms, bench_roi_align]
+OPS = [bench_nms, bench_roi_align, bench_roi_align_adaptive]
 MODEL = [bench_model]
 
 
