@@ -21,8 +21,9 @@ def pool_rois(features, boxes, output_size, *, method, stride=None, sampling_rat
     features: a list of FPN maps [B,H_l,W_l,C] for levels 2, 3, ... (``stride`` None), or one map
       [B,H,W,C] whose stride is ``stride``.
     boxes: [B,R,4] canvas pixels.
-    sampling_ratio, aligned, max_sampling_ratio: as ``ops.roi_align`` (sampling_ratio 0: Detectron2's
-      adaptive grid, capped at max_sampling_ratio; 0: the cap exact for every square RoI).
+    sampling_ratio, aligned, max_sampling_ratio: as ``ops.roi_align`` (sampling_ratio 0:
+      Detectron2's adaptive grid, capped at max_sampling_ratio; 0: a cap exact for every square
+      RoI, every RoI on a single map).
     canonical_size: FPN only: the RoI side assigned to P4.
   Returns:
     [B,R,S,S,C] with S = output_size.

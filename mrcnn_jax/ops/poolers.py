@@ -20,8 +20,10 @@ level); at max_level only the canvas bounds it (h / 2**l). `exact_grid_bound` tu
   7 x 7 (box), P2..P5         |                      4   4    5    6  |      6      |      8
   14 x 14 (mask), P2..P5      |                      2   2    3    3  |      3      |      4
 
-(max(ceil(4 * sqrt(aspect)), ceil(canvas / 224)) for 7 x 7, and with 2 and 448 for 14 x 14.) An
-RoI of aspect a past the bound on P2..P4 needs up to ceil(28 * sqrt(a) / S) samples.
+(max(ceil(4 * sqrt(aspect)), ceil(canvas / 224)) for 7 x 7, and with 2 and 448 for 14 x 14.)
+Conversely a cap G is exact for aspect ratios up to (G * S / 28)**2 (7 x 7: G 4, 5, 6, 8 -> 1, 1.56,
+2.25, 4; 14 x 14: G 2, 3, 4 -> 1, 2.25, 4) on canvases up to 32 * S * G px; a longer RoI on P2..P4
+needs up to ceil(28 * sqrt(aspect) / S) samples and gets G.
 """
 
 import functools

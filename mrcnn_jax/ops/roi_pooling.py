@@ -291,10 +291,10 @@ def roi_pool(features, boxes, output_size, spatial_scale, sampling_ratio=2, alig
              max_sampling_ratio=0):
   """RoIPool (Caffe / torchvision): max over quantized bins, 0 for empty bins.
 
-  `sampling_ratio`, `aligned` and `max_sampling_ratio` are unused (signature shared with roi_align). A bin's extent is
-  data-dependent, so the max is taken over masks on the whole map, separably (columns, then rows):
-  cost O(R * Sw * H * W * C), memory O(R * H * Sw * C). Fine for small maps and the ablation; use
-  RoIAlign for large ones. Returns [R, Sh, Sw, C].
+  `sampling_ratio`, `aligned` and `max_sampling_ratio` are unused (signature shared with
+  roi_align). A bin's extent is data-dependent, so the max is taken over masks on the whole map,
+  separably (columns, then rows): cost O(R * Sw * H * W * C), memory O(R * H * Sw * C). Fine for
+  small maps and the ablation; use RoIAlign for large ones. Returns [R, Sh, Sw, C].
   """
   del sampling_ratio, aligned, max_sampling_ratio
   features, boxes, (sh, sw) = _check_pool_args(features, boxes, output_size, spatial_scale)

@@ -88,7 +88,8 @@ def test_adaptive_multilevel_equals_single_level():
   for r, level in enumerate(levels):
     want = roi_align(feats[level - 2], boxes[r:r + 1], 7, 2.0 ** -level, 0, max_sampling_ratio=4)
     np.testing.assert_allclose(got[r:r + 1], want, atol=1e-5, err_msg=f"roi {r} level {level}")
-  # That cap, exact_grid_bound(7, 512), is exact for these square RoIs: a larger one changes nothing.
+  # That cap, exact_grid_bound(7, 512), is exact for these square RoIs: a larger one changes
+  # nothing.
   uncapped = multilevel_pool(feats, boxes, 7, sampling_ratio=0, max_sampling_ratio=8)
   np.testing.assert_allclose(got, uncapped, atol=1e-6)
 
