@@ -93,20 +93,22 @@ def _roi_align_inputs(args):
 
 def _torchvision_roi_align():
   """Detectron2's ROIPooler done with torchvision.ops.roi_align (per level, aligned=True), as a
-  callable (feats NCHW tensors, boxes, level index tensor, size, backward) -> None; None if absent."""
+  callable (feats NCHW tensors, boxes, level index tensor, size, backward, sampling_ratio=2) -> None;
+  None if absent."""
   try:
     import torch
     import torchvision
   except ImportError:
     return None
 
-  def run(feats, boxes, levels, size, backward):
+  def run(feats, boxes, levels, size, backward, sampling_ratio=2):
     with torch.set_grad_enabled(backward):
       out = feats[0].new_zeros((boxes.shape[0], feats[0].shape[1], size, size))
       for i, feat in enumerate(feats):
         at = torch.nonzero(levels == i).squeeze(1)
         rois = torch.cat([torch.zeros((at.shape[0], 1)), boxes[at]], dim=1)
-        out[at] = torchvision.ops.roi_align(feat, rois, size, 2.0 ** -(i + 2), 2, aligned=True)
+        out[at] = torchvision.ops.roi_align(feat, rois, size, 2.0 ** -(i + 2), sampling_ratio,
+                                            aligned=True)
     if backward:
       out.backward(torch.ones_like(out))
       for feat in feats:
@@ -115,31 +117,40 @@ def _torchvision_roi_align():
 
 
 def bench_roi_align(args):
-  """ops.multilevel_pool (RoIAlign, sampling_ratio 2) over P2..P5: forward, and forward+backward
-  w.r.t. the features; torchvision's roi_align per level beside it when importable."""
+  """ops.multilevel_pool (RoIAlign) over P2..P5 with the fixed grid 2 and with Detectron2's adaptive
+  grid (sampling_ratio 0) at its default cap G, exact for square RoIs on this canvas (the case says
+  how many RoIs need more samples; they get G): forward, and forward+backward w.r.t. the features;
+  torchvision's roi_align per level (same sampling_ratio) beside it when importable."""
   from mrcnn_jax.ops import fpn_levels, multilevel_pool
+  from mrcnn_jax.ops.poolers import exact_grid_bound
 
   feats, boxes = _roi_align_inputs(args)
   feats_d, boxes_d = [jnp.asarray(f) for f in feats], jnp.asarray(boxes)
+  levels = np.asarray(fpn_levels(boxes_d))
   reference = _torchvision_roi_align()
   if reference:
     import torch
     feats_t = [torch.from_numpy(f.transpose(2, 0, 1)[None].copy()).requires_grad_() for f in feats]
-    boxes_t = torch.from_numpy(boxes)
-    levels_t = torch.from_numpy(np.asarray(fpn_levels(boxes_d)) - 2)
-  case = f"R={len(boxes)}, P2..P5 of {4 * feats[0].shape[0]}^2, C={feats[0].shape[-1]}"
+    boxes_t, levels_t = torch.from_numpy(boxes), torch.from_numpy(levels - 2)
+  canvas = 4 * feats[0].shape[0]
+  case = f"R={len(boxes)}, P2..P5 of {canvas}^2, C={feats[0].shape[-1]}"
   rows = []
   for size in (7, 14):
-    forward = jax.jit(lambda f, b, s=size: multilevel_pool(f, b, s))
-    backward = jax.jit(jax.grad(lambda f, b, s=size: jnp.sum(multilevel_pool(f, b, s))))
-    for label, fn, with_grad in (("fwd", forward, False), ("fwd+bwd", backward, True)):
-      ms = median_ms(fn, feats_d, boxes_d, repeats=args.repeats)
-      ref_ms = None
-      if reference:
-        ref_ms = median_ms(lambda *a, g=with_grad, s=size: reference(*a, s, g), feats_t, boxes_t,
-                           levels_t, repeats=args.repeats)
-      rows.append(Row("roi_align (FPN)", f"{case}, {size}x{size}, {label}", ms,
-                      "torchvision roi_align per level" if reference else "", ref_ms))
+    cap = exact_grid_bound(size, canvas)
+    need = np.ceil((boxes[:, 2:] - boxes[:, :2]) / 2.0 ** levels[:, None] / size).max(axis=1)
+    for ratio in (2, 0):
+      grid = f"grid {ratio}" if ratio else f"adaptive G={cap} ({np.mean(need > cap):.0%} need more)"
+      pool = lambda f, b, s=size, r=ratio: multilevel_pool(f, b, s, sampling_ratio=r)
+      forward = jax.jit(pool)
+      backward = jax.jit(jax.grad(lambda f, b, p=pool: jnp.sum(p(f, b))))
+      for label, fn, with_grad in (("fwd", forward, False), ("fwd+bwd", backward, True)):
+        ms = median_ms(fn, feats_d, boxes_d, repeats=args.repeats)
+        ref_ms = None
+        if reference:
+          ref_ms = median_ms(lambda *a, g=with_grad, s=size, r=ratio: reference(*a, s, g, r), feats_t,
+                             boxes_t, levels_t, repeats=args.repeats)
+        rows.append(Row("roi_align (FPN)", f"{case}, {size}x{size}, {grid}, {label}", ms,
+                        "torchvision roi_align per level" if reference else "", ref_ms))
   return rows
 
 
