@@ -42,7 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
       fpn_channels=256,
       dtype="float32",        # compute dtype: float32 | bfloat16 (parameters stay float32)
       freeze_at=0,            # stages 1..freeze_at get no updates (2 with ImageNet weights)
-      pixel_mean=(123.675, 116.28, 103.53),
+      stride_in_1x1=False,    # bottlenecks stride in the first 1x1 conv (Detectron2's MSRA weights), not the 3x3
+      input_format="RGB",     # channel order the backbone sees: RGB | BGR (Detectron2's weights)
+      pixel_mean=(123.675, 116.28, 103.53),  # in input_format's order
       pixel_std=(58.395, 57.12, 57.375),
       anchor_sizes=(32, 64, 128, 256, 512),
       anchor_ratios=(0.5, 1.0, 2.0),
