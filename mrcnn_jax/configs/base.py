@@ -11,6 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_classes = 0       # 0: the prepared dataset's number of classes (and their names)
   config.class_names = ()      # (): the dataset's names
 
+  # Where imported weights came from (python -m mrcnn_jax.convert); "" for a model trained here.
+  config.pretrained = ml_collections.ConfigDict(dict(source="", file="", sha256=""))
+
   config.data = ml_collections.ConfigDict(dict(
       # COCO 2017 with instance masks, prepared by the folder builder:
       #   python -m mrcnn_jax.data.prepare folder --name coco2017 --data_dir data \
