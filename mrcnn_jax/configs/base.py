@@ -74,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.mask = ml_collections.ConfigDict(dict(
       pooler_resolution=14, conv_dim=256, num_convs=4, mlp_dim=1024,
       rois_per_image=0,       # foreground RoIs per image the mask loss trains on; 0: all (Detectron2)
+      paste_border="clamp",   # paste-back: clamp (an all-ones mask fills its box) | zeros (Detectron2's grid_sample)
   ))
 
   config.train = ml_collections.ConfigDict(dict(

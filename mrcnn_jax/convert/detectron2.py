@@ -121,7 +121,7 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       "model.backbone": BACKBONES[blocks], "model.norm": "frozen_bn", "model.head_norm": "", "model.freeze_at": 2,
       "model.stride_in_1x1": True, "model.input_format": "BGR",
       "model.pixel_mean": (103.53, 116.28, 123.675), "model.pixel_std": (1.0, 1.0, 1.0),
-      "model.roi.sampling_ratio": 2,
+      "model.roi.sampling_ratio": 2, "model.mask.paste_border": "zeros",
       # Detectron2 sends every (proposal, class) pair above the score threshold to NMS.
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
   })
