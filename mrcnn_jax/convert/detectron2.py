@@ -150,6 +150,8 @@ def convert(src: str, out: str, overrides: dict | None = None) -> ml_collections
   """Reads ``src`` (a Detectron2 .pkl / .pth), writes workdir ``out`` (config.json + checkpoint 0)."""
   from mrcnn_jax.convert.checkpoint_io import read_checkpoint  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.train.checkpoint import checkpoint_dir, save_imported  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(src):
+    raise UserError(f"checkpoint {src} not found")
   if os.path.isdir(checkpoint_dir(out)) and os.listdir(checkpoint_dir(out)):
     raise UserError(f"{checkpoint_dir(out)} exists and is not empty: give a new --out")
   weights = read_checkpoint(src)
