@@ -65,7 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
   ))
   config.model.roi = ml_collections.ConfigDict(dict(
       fg_iou=0.5, batch_per_image=512, positive_fraction=0.25,
-      pooler_resolution=7, sampling_ratio=2, aligned=True, fc_dim=1024,
+      pooler_resolution=7, aligned=True, fc_dim=1024,
+      sampling_ratio=2,       # RoIAlign samples per bin and axis; 0: Detectron2's adaptive ceil(roi / S)
+      max_sampling_ratio=0,   # sampling_ratio=0's static cap G (cost ~ G^2); 0: per pooler, exact for every
+                              # square RoI (C4/C5: every RoI) on the canvas (FPN 7x7: G=4..6, 14x14: 2..3)
       canonical_size=224,     # FPN: RoIs of this side are pooled from P4 (keep on small canvases)
       box_weights=(10.0, 10.0, 5.0, 5.0),
       score_threshold=0.05, nms_threshold=0.5, detections_per_image=100,

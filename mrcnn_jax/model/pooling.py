@@ -14,13 +14,15 @@ POOLERS = {"roi_align": ops.roi_align, "roi_pool": ops.roi_pool, "roi_warp": ops
 
 
 def pool_rois(features, boxes, output_size, *, method, stride=None, sampling_ratio=2, aligned=True,
-              canonical_size=224):
+              canonical_size=224, max_sampling_ratio=0):
   """Pools RoI features.
 
   Args:
     features: a list of FPN maps [B,H_l,W_l,C] for levels 2, 3, ... (``stride`` None), or one map
       [B,H,W,C] whose stride is ``stride``.
     boxes: [B,R,4] canvas pixels.
+    sampling_ratio, aligned, max_sampling_ratio: as ``ops.roi_align`` (sampling_ratio 0: Detectron2's
+      adaptive grid, capped at max_sampling_ratio; 0: the cap exact for every square RoI).
     canonical_size: FPN only: the RoI side assigned to P4.
   Returns:
     [B,R,S,S,C] with S = output_size.
@@ -30,9 +32,10 @@ def pool_rois(features, boxes, output_size, *, method, stride=None, sampling_rat
   if stride is None:
     def per_image(maps, b):
       return ops.multilevel_pool(maps, b, output_size, method=method, sampling_ratio=sampling_ratio,
-                                 aligned=aligned, canonical_size=canonical_size)
+                                 aligned=aligned, canonical_size=canonical_size,
+                                 max_sampling_ratio=max_sampling_ratio)
   else:
     def per_image(maps, b):
       return POOLERS[method](maps, b, output_size, 1.0 / stride, sampling_ratio=sampling_ratio,
-                             aligned=aligned)
+                             aligned=aligned, max_sampling_ratio=max_sampling_ratio)
   return jax.vmap(per_image)(features, boxes)

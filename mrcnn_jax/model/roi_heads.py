@@ -27,6 +27,7 @@ from mrcnn_jax.model.mask_head import FCNMaskHead, MLPMaskHead, mask_channels, m
 from mrcnn_jax.model.pooling import pool_rois
 from mrcnn_jax.model.resnet import make_stage, run_stage, stage_channels
 from mrcnn_jax.model.roi_sampling import foreground_slots, sample_rois, select_foreground
+from mrcnn_jax.ops.roi_pooling import sampling_grid
 
 
 class ROIHeads(nnx.Module):
@@ -48,7 +49,9 @@ class ROIHeads(nnx.Module):
     self.mask_rois = m.mask.rois_per_image or slots
     self.roi_cfg, self.box_weights, self.mask_loss_kind = m.roi, tuple(m.roi.box_weights), m.mask_loss
     self.pooler = FrozenDict(method=m.pooler, sampling_ratio=m.roi.sampling_ratio, aligned=m.roi.aligned,
+                             max_sampling_ratio=m.roi.max_sampling_ratio,
                              canonical_size=m.roi.canonical_size)  # hashable: the graph's static data
+    sampling_grid(m.roi.sampling_ratio, m.roi.max_sampling_ratio, 1)  # bad values: ValueError now
     channels = mask_channels(config.num_classes, m.mask_loss, m.mask_mode)
     self.box_predictor = BoxPredictor(box_features, config.num_classes, rngs=rngs)
     if m.mask_head == "fcn":

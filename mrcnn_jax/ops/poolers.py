@@ -9,17 +9,31 @@ Static shapes, no grouping of RoIs by level: for RoIAlign and RoIWarp the levels
 one [sum_l H_l * W_l, C] buffer and every RoI samples its own level through per-RoI offsets, so the
 cost is that of a single-level RoIAlign. RoIPool's masked max has no such shortcut: it pools every
 RoI at every level and selects (an ablation baseline, kept simple).
+
+Detectron2's adaptive RoIAlign grid (sampling_ratio=0, ceil(extent / S) samples per bin and axis)
+needs a static cap G (roi_pooling's docstring). The level rule bounds an RoI's extent in cells:
+below max_level, an RoI of geometric-mean side s < canonical_size * 2**(l - 3) goes to level l, so
+its long side h = s * sqrt(aspect) spans fewer than 28 * sqrt(aspect) cells (224 / 8 at every
+level); at max_level only the canvas bounds it (h / 2**l). `exact_grid_bound` turns that into G:
+
+  G exact for every RoI       | square RoIs: canvas 512 800 1024 1333 | aspect <= 2 | aspect <= 4
+  7 x 7 (box), P2..P5         |                      4   4    5    6  |      6      |      8
+  14 x 14 (mask), P2..P5      |                      2   2    3    3  |      3      |      4
+
+(max(ceil(4 * sqrt(aspect)), ceil(canvas / 224)) for 7 x 7, and with 2 and 448 for 14 x 14.) An
+RoI of aspect a past the bound on P2..P4 needs up to ceil(28 * sqrt(a) / S) samples.
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mrcnn_jax.ops._checks import check_array
-from mrcnn_jax.ops.roi_pooling import (check_output_size, check_sampling_ratio, roi_pool,
-                                     roi_regions, sample_regions)
+from mrcnn_jax.ops.roi_pooling import (check_output_size, roi_pool, roi_regions, sample_regions,
+                                     sampling_grid)
 
 METHODS = ("roi_align", "roi_pool", "roi_warp")
 
@@ -33,17 +47,41 @@ def fpn_levels(boxes, min_level=2, max_level=5, canonical_size=224, canonical_le
   return jnp.clip(level, min_level, max_level).astype(jnp.int32)
 
 
+def exact_grid_bound(output_size, canvas, min_level=2, max_level=5, canonical_size=224,
+                     canonical_level=4, aspect=1.0, extra_cells=0):
+  """A max_sampling_ratio G that makes the adaptive grid exact for every RoI inside a square
+  canvas (side `canvas` px) whose long side is at most `aspect` times its short side, each pooled
+  from its FPN level (fpn_levels' arguments); the smallest such G when extra_cells is 0.
+
+  extra_cells: cells an RoI may span beyond its box (2 for RoIWarp's rounding of both ends).
+  """
+  out = min(check_output_size(output_size))
+  bound = 1
+  for level in range(min_level, max_level + 1):
+    if level > min_level and canonical_size * 2.0 ** (level - canonical_level) > canvas:
+      break  # no RoI inside the canvas is this large
+    top = canvas  # the longest side an RoI on this level can have, in canvas px
+    if level < max_level:
+      top = min(top, canonical_size * 2.0 ** (level + 1 - canonical_level) * math.sqrt(aspect))
+    bound = max(bound, math.ceil((top / 2 ** level + extra_cells) / out))
+  return bound
+
+
 @functools.partial(jax.jit, static_argnames=("output_size", "method", "sampling_ratio", "aligned",
-                                             "min_level", "canonical_size"))
+                                             "min_level", "canonical_size", "max_sampling_ratio"))
 def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_ratio=2,
-                    aligned=True, min_level=2, canonical_size=224):
+                    aligned=True, min_level=2, canonical_size=224, max_sampling_ratio=0):
   """Pools each RoI from its FPN level.
 
   Args:
     features: list of maps [H_l, W_l, C] for levels min_level, min_level + 1, ... (stride 2**l).
     boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
     output_size: S or (Sh, Sw). method: "roi_align", "roi_pool" or "roi_warp".
-    sampling_ratio, aligned: as roi_align.
+    sampling_ratio, aligned: as roi_align (sampling_ratio=0: Detectron2's adaptive grid).
+    min_level: the level of features[0].
+    max_sampling_ratio: sampling_ratio=0 only: the adaptive grid's static cap G; 0: the
+      exact_grid_bound for square RoIs on the canvas the pyramid covers (max over levels of
+      2**l * H_l, 2**l * W_l).
     canonical_size: the RoI side that maps to level 4 (224: ImageNet scale). Keep it on small
       canvases too: it sets how many feature cells a pooled RoI spans (224 / 16 = 14 at P4), and
       the strides do not shrink with the canvas.
@@ -62,8 +100,10 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   out = check_output_size(output_size)
-  check_sampling_ratio(sampling_ratio)
   max_level = min_level + len(features) - 1
+  canvas = max(2 ** (min_level + i) * max(f.shape[:2]) for i, f in enumerate(features))
+  grid, adaptive = sampling_grid(sampling_ratio, max_sampling_ratio, exact_grid_bound(
+      out, canvas, min_level, max_level, canonical_size, extra_cells=2 * (method == "roi_warp")))
   which = fpn_levels(boxes, min_level, max_level, canonical_size) - min_level  # [R] index into features
   scales = [2.0 ** -(min_level + i) for i in range(len(features))]
 
@@ -76,4 +116,4 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
   flat = jnp.concatenate([f.reshape(-1, f.shape[-1]) for f in features], axis=0)
   start, size = roi_regions(boxes, jnp.asarray(scales, jnp.float32)[which], method, aligned)
   return sample_regions(flat, jnp.asarray(offsets)[which], jnp.asarray(shapes)[which], start, size,
-                        out, sampling_ratio)
+                        out, grid, adaptive)

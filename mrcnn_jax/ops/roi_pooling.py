@@ -4,19 +4,22 @@ The three poolers of the Mask R-CNN paper's Table 2c, with Detectron2 / torchvis
 
 * RoIAlign (§3): the box is scaled by `spatial_scale` and, with `aligned=True`, shifted by -0.5 so
   that continuous coordinates line up with pixel centres. Each of the S x S bins is sampled on a
-  regular g x g grid (g = `sampling_ratio`) at (i + 0.5) * bin / g and the bilinear samples are
-  averaged. A sample with y < -1 or y > H (likewise x) contributes 0; otherwise it is clamped into
-  [0, H - 1]. `aligned=False` is the original (torchvision) variant: no shift, RoI at least 1 x 1.
+  regular g_h x g_w grid at (i + 0.5) * bin / g and the bilinear samples are averaged. A sample with
+  y < -1 or y > H (likewise x) contributes 0; otherwise it is clamped into [0, H - 1].
+  `aligned=False` is the original (torchvision) variant: no shift, RoI at least 1 x 1.
 * RoIWarp (Dai et al., MNC): the box is quantized to whole cells exactly like RoIPool, then
   resampled bilinearly with the RoIAlign sampler (averaging, as RoIAlign).
 * RoIPool (Fast R-CNN, Caffe / torchvision): the box is rounded to whole cells, each bin spans
   [floor(i * bin), ceil((i + 1) * bin)) cells, the bin's maximum is taken, and an empty bin gives 0.
 
-Deviation from Detectron2: `sampling_ratio` must be a fixed positive integer. Detectron2's default
-`sampling_ratio=0` takes ceil(roi_size / output_size) samples per bin, chosen per RoI: a
-data-dependent count with no static shape under jit. The original Detectron's Mask R-CNN configs
-use a fixed 2; Detectron2's adaptive count is mostly 2 to 4 for the 7 x 7 box head and 1 to 2 for
-the 14 x 14 mask head at the RoI sizes FPN assigns to each level.
+The sampling grid: `sampling_ratio=k > 0` takes g = k samples per bin along each axis (the original
+Detectron's fixed 2). `sampling_ratio=0` is Detectron2's default adaptive grid, per RoI and axis
+g = ceil(roi_extent / S) (0 for an empty aligned RoI, whose output is 0), in static shapes: every
+RoI is given G = `max_sampling_ratio` sample slots per bin and axis, slots j >= g weigh 0 and the
+average divides by g. It equals Detectron2 for every RoI with g <= G on both axes; an RoI that needs
+more is sampled like `sampling_ratio=G` along that axis (G evenly spread samples, not g). Its cost
+is that of the fixed grid G. `max_sampling_ratio=0` picks G = ceil(max(H, W) / min(S)), exact for
+every RoI inside the map (`poolers.exact_grid_bound` derives the much smaller FPN bound).
 No gradient flows into the boxes (as in Detectron2, whose kernels return none).
 
 The bilinear sampler works on a flat [N, C] buffer with per-RoI offsets and map extents, so the
@@ -40,19 +43,28 @@ def check_output_size(output_size):
   return pair
 
 
-def check_sampling_ratio(sampling_ratio):
-  """Raises ValueError unless sampling_ratio is a positive int (the adaptive 0 is not static)."""
-  if not isinstance(sampling_ratio, int) or sampling_ratio < 1:
-    raise ValueError("sampling_ratio must be a positive int (Detectron2's adaptive 0 has no static "
-                     f"shape), got {sampling_ratio!r}")
+def sampling_grid(sampling_ratio, max_sampling_ratio, exact_bound):
+  """(grid, adaptive) for sample_regions from a pooler's sampling arguments; ValueError if bad.
+
+  sampling_ratio > 0: that fixed grid. 0: Detectron2's adaptive grid capped at max_sampling_ratio,
+  or at exact_bound (an int) when max_sampling_ratio is 0.
+  """
+  if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
+    raise ValueError("sampling_ratio must be a positive int, or 0 for Detectron2's adaptive "
+                     f"ceil(roi_size / output_size) samples per bin, got {sampling_ratio!r}")
+  if not isinstance(max_sampling_ratio, int) or max_sampling_ratio < 0:
+    raise ValueError("max_sampling_ratio (the adaptive grid's static cap) must be a positive int, "
+                     f"or 0 to derive it from the map size, got {max_sampling_ratio!r}")
+  if sampling_ratio:
+    return sampling_ratio, False
+  return max_sampling_ratio or exact_bound, True
 
 
-def _check_pool_args(features, boxes, output_size, spatial_scale, sampling_ratio):
+def _check_pool_args(features, boxes, output_size, spatial_scale):
   features = check_array("features", features, ndim=3, kind="float")
   boxes = check_array("boxes", boxes, ndim=2, last_dim=4, kind="float")
   if not isinstance(spatial_scale, (int, float)) or spatial_scale <= 0:
     raise ValueError(f"spatial_scale must be a positive number, got {spatial_scale!r}")
-  check_sampling_ratio(sampling_ratio)
   return features, boxes, check_output_size(output_size)
 
 
@@ -98,28 +110,36 @@ def roi_regions(boxes, spatial_scale, method, aligned=True):
   return lo, jnp.maximum(hi - lo, 1.0)
 
 
-def axis_taps(start, size, bins, grid, length):
-  """Bilinear taps along one axis for `bins` bins of `grid` samples each (Detectron2's rules).
+def axis_taps(start, size, bins, grid, length, adaptive=False):
+  """Bilinear taps along one axis for `bins` bins of g samples each (Detectron2's rules).
 
   Args:
     start, size: [R] region start and extent in cell-index coordinates.
-    bins, grid: static ints; sample j of bin b sits at start + (b + (j + 0.5) / grid) * size / bins.
+    bins, grid: static ints; sample j of bin b sits at start + (b + (j + 0.5) / g) * size / bins.
     length: [R] or scalar number of cells along this axis.
+    adaptive: False: g = grid. True (Detectron2's sampling_ratio=0): g = clip(ceil(size / bins), 0,
+      grid) per RoI, and the grid - g slots past it weigh 0.
   Returns:
     idx [R, bins * grid, 2] int32 (low, high neighbour) and weight [R, bins * grid, 2] float32.
-    Weights include validity (0 for samples beyond [-1, length]) and the 1 / grid of the average.
+    Weights include validity (0 for samples beyond [-1, length]) and the 1 / g of the average.
   """
   bin_size = (size / bins)[:, None]
   b = jnp.repeat(jnp.arange(bins, dtype=jnp.float32), grid)
   j = jnp.tile(jnp.arange(grid, dtype=jnp.float32), bins)
-  pos = start[:, None] + b * bin_size + (j + 0.5) * bin_size / grid
+  count = grid
+  if adaptive:
+    used = jnp.clip(jnp.ceil(jnp.nan_to_num(bin_size)), 0.0, grid)  # [R, 1]; 0 for an empty RoI
+    count = jnp.maximum(used, 1.0)
+  pos = start[:, None] + b * bin_size + (j + 0.5) * bin_size / count
   length = jnp.broadcast_to(jnp.asarray(length, jnp.float32).reshape(-1, 1), pos.shape)
   valid = (pos >= -1.0) & (pos <= length)  # False for NaN too
+  if adaptive:
+    valid = valid & (j < used)
   pos = jnp.clip(jnp.where(valid, pos, 0.0), 0.0, length - 1.0)
   low = jnp.floor(pos)
   high = jnp.minimum(low + 1.0, length - 1.0)
   frac = pos - low
-  scale = valid.astype(jnp.float32) / grid
+  scale = valid.astype(jnp.float32) / count
   idx = jnp.stack([low, high], axis=-1).astype(jnp.int32)
   return idx, jnp.stack([(1.0 - frac) * scale, frac * scale], axis=-1)
 
@@ -175,23 +195,24 @@ def _weighted_gather_bwd(layout, residuals, grad):
 _weighted_gather.defvjp(_weighted_gather_fwd, _weighted_gather_bwd)
 
 
-def sample_regions(flat, offsets, extents, start, size, output_size, grid):
-  """The one bilinear sampler: averages grid x grid bilinear samples per bin of each region.
+def sample_regions(flat, offsets, extents, start, size, output_size, grid, adaptive=False):
+  """The one bilinear sampler: averages g_h x g_w bilinear samples per bin of each region.
 
   Args:
     flat: [N, C] buffer holding one or more row-major maps.
     offsets: [R] int, row of `flat` where each RoI's map starts.
     extents: [R, 2] int, (height, width) of each RoI's map.
     start, size: [R, 2] (y, x) region in that map's cell-index coordinates (see roi_regions).
-    output_size: static (Sh, Sw); grid: static int samples per bin along each axis.
+    output_size: static (Sh, Sw); grid: static int samples per bin along each axis, or with
+      `adaptive` the cap G of Detectron2's per-RoI ceil(size / S) (see axis_taps).
   Returns:
     [R, Sh, Sw, C] in flat's dtype (accumulated in float32), differentiable w.r.t. flat (reverse
     mode only). Cost: R * Sh * Sw * (2 * grid)^2 gathered rows of C, O(R * Sh * Sw * C) memory.
   """
   sh, sw = output_size
   r, taps = start.shape[0], 2 * grid
-  ys, wy = axis_taps(start[:, 0], size[:, 0], sh, grid, extents[:, 0])
-  xs, wx = axis_taps(start[:, 1], size[:, 1], sw, grid, extents[:, 1])
+  ys, wy = axis_taps(start[:, 0], size[:, 0], sh, grid, extents[:, 0], adaptive)
+  xs, wx = axis_taps(start[:, 1], size[:, 1], sw, grid, extents[:, 1], adaptive)
   ys = ys * extents[:, 1:2, None].astype(jnp.int32) + offsets.astype(jnp.int32)[:, None, None]
   pooled = _weighted_gather((flat.shape[0], flat.dtype), flat,
                             ys.reshape(r, sh, taps), wy.reshape(r, sh, taps),
@@ -199,43 +220,51 @@ def sample_regions(flat, offsets, extents, start, size, output_size, grid):
   return pooled.astype(flat.dtype)
 
 
-def _single_map_pool(method, features, boxes, output_size, spatial_scale, sampling_ratio, aligned):
-  features, boxes, out = _check_pool_args(features, boxes, output_size, spatial_scale,
-                                          sampling_ratio)
+def _single_map_pool(method, features, boxes, output_size, spatial_scale, sampling_ratio, aligned,
+                     max_sampling_ratio):
+  features, boxes, out = _check_pool_args(features, boxes, output_size, spatial_scale)
   h, w, c = features.shape
+  # Exact for any RoI inside the map (RoIWarp's rounded RoI may span one cell more).
+  exact = -(-(max(h, w) + (method == "roi_warp")) // min(out))
+  grid, adaptive = sampling_grid(sampling_ratio, max_sampling_ratio, exact)
   r = boxes.shape[0]
   start, size = roi_regions(boxes, spatial_scale, method, aligned)
   return sample_regions(features.reshape(h * w, c), jnp.zeros((r,), jnp.int32),
                         jnp.broadcast_to(jnp.array([h, w], jnp.int32), (r, 2)), start, size, out,
-                        sampling_ratio)
+                        grid, adaptive)
 
 
-_POOL_STATICS = ("output_size", "spatial_scale", "sampling_ratio", "aligned")
+_POOL_STATICS = ("output_size", "spatial_scale", "sampling_ratio", "aligned", "max_sampling_ratio")
 
 
 @functools.partial(jax.jit, static_argnames=_POOL_STATICS)
-def roi_align(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True):
+def roi_align(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True,
+              max_sampling_ratio=0):
   """RoIAlign (Mask R-CNN §3, Detectron2 semantics; see the module docstring).
 
   Args:
     features: [H, W, C] float map. boxes: [R, 4] (x1, y1, x2, y2) canvas pixels.
     output_size: S or (Sh, Sw). spatial_scale: map cells per canvas pixel (1 / stride).
-    sampling_ratio: fixed samples per bin along each axis.
+    sampling_ratio: samples per bin along each axis; 0: Detectron2's adaptive ceil(roi / S).
     aligned: the half-pixel shift (True, Detectron2) or not (False, original RoIAlign).
+    max_sampling_ratio: sampling_ratio=0 only: the static cap G on the adaptive count; 0: exact
+      for every RoI inside the map.
   Returns:
     [R, Sh, Sw, C], differentiable w.r.t. features.
   """
   return _single_map_pool("roi_align", features, boxes, output_size, spatial_scale, sampling_ratio,
-                          aligned)
+                          aligned, max_sampling_ratio)
 
 
 @functools.partial(jax.jit, static_argnames=_POOL_STATICS)
-def roi_warp(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True):
-  """RoIWarp: the box is quantized like RoIPool, then resampled as RoIAlign. `aligned` is unused
-  (kept for a signature common to the three poolers). Returns [R, Sh, Sw, C]."""
+def roi_warp(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True,
+             max_sampling_ratio=0):
+  """RoIWarp: the box is quantized like RoIPool, then resampled as RoIAlign (sampling arguments as
+  roi_align). `aligned` is unused (kept for a signature common to the three poolers).
+  Returns [R, Sh, Sw, C]."""
   del aligned
   return _single_map_pool("roi_warp", features, boxes, output_size, spatial_scale, sampling_ratio,
-                          True)
+                          True, max_sampling_ratio)
 
 
 def _bin_masks(first, last, bins, length):
@@ -258,16 +287,17 @@ def _bin_masks(first, last, bins, length):
 
 
 @functools.partial(jax.jit, static_argnames=_POOL_STATICS)
-def roi_pool(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True):
+def roi_pool(features, boxes, output_size, spatial_scale, sampling_ratio=2, aligned=True,
+             max_sampling_ratio=0):
   """RoIPool (Caffe / torchvision): max over quantized bins, 0 for empty bins.
 
-  `sampling_ratio` and `aligned` are unused (signature shared with roi_align). A bin's extent is
+  `sampling_ratio`, `aligned` and `max_sampling_ratio` are unused (signature shared with roi_align). A bin's extent is
   data-dependent, so the max is taken over masks on the whole map, separably (columns, then rows):
   cost O(R * Sw * H * W * C), memory O(R * H * Sw * C). Fine for small maps and the ablation; use
   RoIAlign for large ones. Returns [R, Sh, Sw, C].
   """
-  del sampling_ratio, aligned
-  features, boxes, (sh, sw) = _check_pool_args(features, boxes, output_size, spatial_scale, 1)
+  del sampling_ratio, aligned, max_sampling_ratio
+  features, boxes, (sh, sw) = _check_pool_args(features, boxes, output_size, spatial_scale)
   h, w, _ = features.shape
   first, last = quantize_boxes(jax.lax.stop_gradient(boxes.astype(jnp.float32)), spatial_scale)
   rows = _bin_masks(first[:, 0], last[:, 0], sh, h)  # [R, sh, H]

@@ -13,6 +13,8 @@ from mrcnn_jax import build_model
 @pytest.mark.parametrize("overrides", [
     {"pooler": "roi_pool"},
     {"pooler": "roi_warp"},
+    {"roi.sampling_ratio": 0},
+    {"roi.sampling_ratio": 0, "head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32)},
     {"mask_loss": "softmax"},
     {"mask_mode": "agnostic"},
     {"mask_head": "mlp"},

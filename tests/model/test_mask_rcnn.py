@@ -128,6 +128,7 @@ def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
     ("head", "c3", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
     ("mask_head", "transformer", "mask_head"), ("backbone", "resnet7", "backbone"), ("dtype", "float16", "dtype"),
     ("input_format", "YUV", "input_format"),
+    ("roi.sampling_ratio", -1, "sampling_ratio"), ("roi.max_sampling_ratio", -1, "max_sampling_ratio"),
 ])
 def test_bad_config_values_raise_clear_errors(make_config, field, value, match):
   with pytest.raises(ValueError, match=match):

@@ -1,11 +1,12 @@
-"""FPN level assignment, and multi-level pooling equal to single-level pooling at that level."""
+"""FPN level assignment, multi-level pooling equal to single-level pooling at that level, and the
+adaptive grid's size bound."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mrcnn_jax.ops.poolers import fpn_levels, multilevel_pool
+from mrcnn_jax.ops.poolers import exact_grid_bound, fpn_levels, multilevel_pool
 from mrcnn_jax.ops.roi_pooling import roi_align, roi_pool, roi_warp
 
 
@@ -78,6 +79,33 @@ def test_multilevel_custom_min_level_and_jit():
   np.testing.assert_allclose(got[1], roi_align(feats[1], boxes[1:], 2, 1 / 16)[0], atol=1e-5)
 
 
+def test_adaptive_multilevel_equals_single_level():
+  rng = np.random.default_rng(3)
+  feats = _pyramid(rng, 512, 2)
+  boxes = _boxes_for_all_levels(rng, 512)
+  levels = np.asarray(fpn_levels(boxes))
+  got = multilevel_pool(feats, boxes, 7, sampling_ratio=0)  # derived cap: 4
+  for r, level in enumerate(levels):
+    want = roi_align(feats[level - 2], boxes[r:r + 1], 7, 2.0 ** -level, 0, max_sampling_ratio=4)
+    np.testing.assert_allclose(got[r:r + 1], want, atol=1e-5, err_msg=f"roi {r} level {level}")
+  # That cap, exact_grid_bound(7, 512), is exact for these square RoIs: a larger one changes nothing.
+  uncapped = multilevel_pool(feats, boxes, 7, sampling_ratio=0, max_sampling_ratio=8)
+  np.testing.assert_allclose(got, uncapped, atol=1e-6)
+
+
+@pytest.mark.parametrize("size,canvas,aspect", [(7, 512, 1.0), (7, 1024, 1.0), (7, 800, 2.0),
+                                                (14, 1333, 1.0), (14, 512, 4.0)])
+def test_exact_grid_bound_is_the_most_any_roi_needs(size, canvas, aspect):
+  """Detectron2's ceil(extent / size) over dense RoIs of that aspect inside the canvas, each at
+  its FPN level, peaks at exactly exact_grid_bound."""
+  long_side = np.linspace(0.5, canvas, 40000, dtype=np.float32)
+  for h, w in ((long_side, long_side / aspect), (long_side / aspect, long_side)):
+    boxes = np.stack([np.zeros_like(h), np.zeros_like(h), w, h], axis=1)
+    level = np.asarray(fpn_levels(jnp.asarray(boxes)))
+    need = np.ceil(np.maximum(h, w) / 2.0 ** level / size).max()
+    assert need == exact_grid_bound(size, canvas, aspect=aspect)
+
+
 def test_argument_errors_name_the_argument():
   feats = [jnp.zeros((8, 8, 2)), jnp.zeros((4, 4, 2))]
   boxes = jnp.zeros((3, 4))
@@ -94,4 +122,6 @@ def test_argument_errors_name_the_argument():
   with pytest.raises(ValueError, match="method"):
     multilevel_pool(feats, boxes, 2, method="bilinear")
   with pytest.raises(ValueError, match="sampling_ratio"):
-    multilevel_pool(feats, boxes, 2, sampling_ratio=0)
+    multilevel_pool(feats, boxes, 2, sampling_ratio=-1)
+  with pytest.raises(ValueError, match="max_sampling_ratio"):
+    multilevel_pool(feats, boxes, 2, sampling_ratio=0, max_sampling_ratio=-1)
