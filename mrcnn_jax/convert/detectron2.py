@@ -13,7 +13,9 @@ ratios, ratios 0.5, 1, 2: ``ops.anchors``).
 
 ``detectron2_config`` is the inference config that reproduces Detectron2's (meta.json of the oracle in
 ``../shared/oracles/detectron2_r50_fpn`` cites each fact): BGR input, mean (103.53, 116.28, 123.675),
-std 1, frozen BN, stride in the 1x1 convs, test sizes 800 / 1333, every (proposal, class) candidate.
+std 1, frozen BN, stride in the 1x1 convs, test sizes 800 / 1333, RoIAlign's adaptive sampling grid,
+every (proposal, class) candidate to NMS, the grid_sample paste. The rest (anchors, RPN and RoI-head
+thresholds, level assignment, box coder) is the base config's already.
 """
 
 from __future__ import annotations
@@ -121,7 +123,10 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       "model.backbone": BACKBONES[blocks], "model.norm": "frozen_bn", "model.head_norm": "", "model.freeze_at": 2,
       "model.stride_in_1x1": True, "model.input_format": "BGR",
       "model.pixel_mean": (103.53, 116.28, 123.675), "model.pixel_std": (1.0, 1.0, 1.0),
-      "model.roi.sampling_ratio": 2, "model.mask.paste_border": "zeros",
+      # RoIAlign's adaptive grid (POOLER_SAMPLING_RATIO 0), exact for RoIs up to 4:1 on P2..P5 (and all
+      # square ones): ops.poolers.exact_grid_bound(7, canvas, aspect=4) is 8 on canvases 512..1344.
+      "model.roi.sampling_ratio": 0, "model.roi.max_sampling_ratio": 8,
+      "model.mask.paste_border": "zeros",  # Detectron2's paste (grid_sample, zero padding)
       # Detectron2 sends every (proposal, class) pair above the score threshold to NMS.
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
   })

@@ -114,6 +114,7 @@ def test_config_reproduces_detectron2s_inference_settings():
   assert (m.backbone, m.norm, m.head_norm, m.stride_in_1x1, m.input_format) == ("resnet50", "frozen_bn", "", True, "BGR")
   assert (m.pixel_mean, m.pixel_std) == ((103.53, 116.28, 123.675), (1.0, 1.0, 1.0))
   assert (m.roi.candidates_per_image, m.mask.paste_border, config.data.canvas) == (5000, "zeros", 512)
+  assert (m.roi.sampling_ratio, m.roi.max_sampling_ratio) == (0, 8)
   assert (config.data.min_size, config.data.max_size) == (800, 1333)
   coco = detectron2.detectron2_config(zero_weights(80))
   assert coco.class_names == COCO_CLASSES and coco.model.roi.candidates_per_image == 80_000
