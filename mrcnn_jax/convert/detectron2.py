@@ -54,7 +54,7 @@ FPN_CHANNELS = 256
 
 
 def our_path(name: str) -> str:
-  """Detectron2's ``backbone.bottom_up.res2.0.conv1.norm.running_var`` -> ``backbone/bottom_up/res2/0/conv1/norm/var``."""
+  """Detectron2's name -> our path: ``...res2.0.conv1.norm.running_var`` -> ``.../res2/0/conv1/norm/var``."""
   for pattern, replacement in NAME_RULES:
     name = re.sub(pattern, replacement, name)
   return name.replace(".", "/")
@@ -144,6 +144,7 @@ def build_converted(weights: dict[str, np.ndarray], config: ml_collections.Confi
 
 
 def sha256_prefix(path: str, length: int = 16) -> str:
+  """The first ``length`` hex digits of the file's sha256 (recorded in config.pretrained)."""
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for chunk in iter(lambda: f.read(1 << 20), b""):

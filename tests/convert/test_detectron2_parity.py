@@ -47,7 +47,8 @@ def parity(tmp_path_factory):
   model = mrcnn_jax.load(str(tmp / "workdir"))
   ref = np.load(OUTPUTS)
   images = list(ref["images"])
-  stages = jax.device_get(_stages(model, jnp.asarray(images[:1]), jnp.asarray(ref["img0_rpn_proposals"][:TOP_PROPOSALS])))
+  proposals = jnp.asarray(ref["img0_rpn_proposals"][:TOP_PROPOSALS])
+  stages = jax.device_get(_stages(model, jnp.asarray(images[:1]), proposals))
   detections = mrcnn_jax.predict(model, images, batch_size=len(images))
   return model, ref, detections, stages
 
