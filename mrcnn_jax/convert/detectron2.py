@@ -130,7 +130,11 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       # Detectron2 sends every (proposal, class) pair above the score threshold to NMS.
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
   })
-  return configs.override(config, overrides or {})
+  configs.override(config, overrides or {})
+  if config.data.max_size > config.data.canvas:
+    raise UserError(f"data.max_size {config.data.max_size} exceeds data.canvas {config.data.canvas}: images "
+                    "would be resized past the canvas (set data.min_size and data.max_size with data.canvas)")
+  return config
 
 
 def build_converted(weights: dict[str, np.ndarray], config: ml_collections.ConfigDict):

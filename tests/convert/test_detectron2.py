@@ -109,17 +109,23 @@ def test_deconv_layout_matches_pytorchs_conv_transpose_2x2_stride_2():
 
 
 def test_config_reproduces_detectron2s_inference_settings():
-  config = detectron2.detectron2_config(zero_weights(), {"data.canvas": 512})
+  config = detectron2.detectron2_config(zero_weights(), {"data.canvas": 1024, "data.max_size": 1024})
   m = config.model
   assert (config.num_classes, config.class_names) == (5, ("class_1", "class_2", "class_3", "class_4", "class_5"))
   assert (m.backbone, m.norm, m.head_norm) == ("resnet50", "frozen_bn", "")
   assert (m.stride_in_1x1, m.input_format) == (True, "BGR")
   assert (m.pixel_mean, m.pixel_std) == ((103.53, 116.28, 123.675), (1.0, 1.0, 1.0))
-  assert (m.roi.candidates_per_image, m.mask.paste_border, config.data.canvas) == (5000, "zeros", 512)
+  assert (m.roi.candidates_per_image, m.mask.paste_border) == (5000, "zeros")
   assert (m.roi.sampling_ratio, m.roi.max_sampling_ratio) == (0, 8)
-  assert (config.data.min_size, config.data.max_size) == (800, 1333)
+  assert (config.data.canvas, config.data.min_size, config.data.max_size) == (1024, 800, 1024)
+  assert detectron2.detectron2_config(zero_weights()).data.canvas == 1344  # 1333 rounded up to 32
   coco = detectron2.detectron2_config(zero_weights(80))
   assert coco.class_names == COCO_CLASSES and coco.model.roi.candidates_per_image == 80_000
+
+
+def test_sizes_past_the_canvas_are_refused():
+  with pytest.raises(UserError, match="max_size 1333 exceeds data.canvas 512"):
+    detectron2.detectron2_config(zero_weights(), {"data.canvas": 512})
 
 
 def test_c4_and_unknown_depths_are_refused():
