@@ -10,10 +10,11 @@ numbers against.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 
 import ml_collections
+
+from mrcnn_jax.configs import parse_value  # noqa: F401  (run.py's --config.* values)
 
 METRICS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP50", "bbox/AP75")
 
@@ -86,14 +87,6 @@ def _get(config, key: str):
   for part in key.split("."):
     node = node[part]
   return node
-
-
-def parse_value(text: str):
-  """A command-line value: a Python literal (3, 0.5, (16, 32), True) or else the string itself."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
 
 
 def _canon(value):

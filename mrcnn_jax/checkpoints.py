@@ -31,6 +31,14 @@ def _flatten(saved: dict, prefix: str = "") -> dict:
   return flat
 
 
+def save_config(config: ml_collections.ConfigDict, workdir: str):
+  """``<workdir>/config.json`` (local or gs://): what ``mrcnn_jax.load`` rebuilds the model from."""
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  path = epath.Path(workdir) / "config.json"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(config.to_json_best_effort(indent=2))
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """A workdir's ``config.json`` laid over today's base config (so fields added since have defaults)."""
   path = os.path.join(workdir, "config.json")
@@ -45,12 +53,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def load(path: str) -> MaskRCNN:
-  """The model saved in a training workdir (latest checkpoint) or in ``<workdir>/checkpoints/<step>``."""
-  from mrcnn_jax.train.checkpoint import restore_params  # pylint: disable=import-outside-toplevel
+  """The model saved in a training workdir (latest checkpoint) or in ``<workdir>/checkpoints/<step>``
+  (its parameters, and its frozen BatchNorm statistics when they were imported)."""
+  from mrcnn_jax.train.checkpoint import restore_variables  # pylint: disable=import-outside-toplevel
   workdir, step = _split_path(path)
   config = load_config(workdir)
-  abstract = nnx.state(nnx.eval_shape(lambda: build_model(config)), nnx.Param)
-  params = restore_params(workdir, abstract, step)  # first: a missing checkpoint fails fast
+  abstract = nnx.eval_shape(lambda: build_model(config))
+  like = {"params": nnx.state(abstract, nnx.Param), "batch_stats": nnx.state(abstract, nnx.BatchStat)}
+  restored = restore_variables(workdir, like, step)  # first: a missing checkpoint fails fast
   model = build_model(config)
-  nnx.update(model, params)
+  for state in restored.values():
+    nnx.update(model, state)
   return model

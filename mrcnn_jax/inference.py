@@ -133,7 +133,8 @@ def predict(model, images, *, score_threshold: float = SCORE_THRESHOLD, nms_thre
 
   boxes, masks = [], []
   for b, example in enumerate(examples):
-    box, mask = to_original(det["boxes"][b], det["masks"][b], example["scale"], example["original_size"])
+    box, mask = to_original(det["boxes"][b], det["masks"][b], example["scale"], example["original_size"],
+                            config.model.mask.paste_border)
     boxes.append(box)
     masks.append(mask & det["valid"][b][:, None, None])
   same_size = len({m.shape for m in masks}) == 1

@@ -1,7 +1,7 @@
 """Post-processing: detections on the model's canvas -> the original image's pixels.
 
 Boxes are divided by the resize scale and clipped to the image; the M x M mask probabilities are pasted
-at the original resolution (``ops.paste_masks``: bilinear at pixel centres, > 0.5). ``inference`` and
+at the original resolution (``ops.paste_masks``: bilinear at pixel centres, >= 0.5). ``inference`` and
 ``evaluate`` both map detections back with ``to_original``.
 """
 
@@ -12,23 +12,24 @@ import numpy as np
 
 from mrcnn_jax import ops
 
-_paste = jax.jit(ops.paste_masks, static_argnames=("height", "width"))
+_paste = jax.jit(ops.paste_masks, static_argnames=("height", "width", "border"))
 
 
 def _round_up(n: int, step: int = 64) -> int:
   return -(-int(n) // step) * step
 
 
-def to_original(boxes, masks, scale, original_size):
+def to_original(boxes, masks, scale, original_size, border="clamp"):
   """Canvas detections of one image -> original pixels.
 
   boxes [D,4] canvas pixels, masks [D,M,M] probabilities or None, scale (canvas / original),
   original_size (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel
-  centres, > 0.5; pasted on a canvas rounded up to 64 px so few sizes get compiled, then cropped).
+  centres, >= 0.5, ``border`` as ``ops.paste_masks``'s: ``config.model.mask.paste_border``; pasted on a canvas rounded up to 64 px so few sizes get compiled, then cropped).
   """
   height, width = (int(v) for v in original_size)
   boxes = np.clip(np.asarray(boxes, np.float32) / np.float32(scale), 0, [width, height, width, height])
   if masks is None:
     return boxes, None
-  pasted = _paste(np.asarray(masks, np.float32), boxes, height=_round_up(height), width=_round_up(width))
+  pasted = _paste(np.asarray(masks, np.float32), boxes, height=_round_up(height), width=_round_up(width),
+                  border=border)
   return boxes, np.asarray(pasted)[:, :height, :width]

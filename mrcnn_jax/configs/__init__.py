@@ -5,6 +5,7 @@
 override in the project (command lines, sweeps, tests, saved workdir configs) goes through it.
 """
 
+import ast
 import difflib
 import importlib
 
@@ -19,6 +20,14 @@ def get(name: str) -> ml_collections.ConfigDict:
   except ModuleNotFoundError as e:
     raise UserError(f"unknown config {name!r}") from e
   return module.get_config()
+
+
+def parse_value(text: str):
+  """A command-line value: a Python literal (3, 0.5, (16, 32), True) or else the string itself."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
 
 
 def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

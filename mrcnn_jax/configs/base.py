@@ -11,6 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_classes = 0       # 0: the prepared dataset's number of classes (and their names)
   config.class_names = ()      # (): the dataset's names
 
+  # Where imported weights came from (python -m mrcnn_jax.convert); "" for a model trained here.
+  config.pretrained = ml_collections.ConfigDict(dict(source="", file="", sha256=""))
+
   config.data = ml_collections.ConfigDict(dict(
       # COCO 2017 with instance masks, prepared by the folder builder:
       #   python -m mrcnn_jax.data.prepare folder --name coco2017 --data_dir data \
@@ -42,7 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
       fpn_channels=256,
       dtype="float32",        # compute dtype: float32 | bfloat16 (parameters stay float32)
       freeze_at=0,            # stages 1..freeze_at get no updates (2 with ImageNet weights)
-      pixel_mean=(123.675, 116.28, 103.53),
+      stride_in_1x1=False,    # bottlenecks stride in the first 1x1 conv (Detectron2's MSRA weights), not the 3x3
+      input_format="RGB",     # channel order the backbone sees: RGB | BGR (Detectron2's weights)
+      pixel_mean=(123.675, 116.28, 103.53),  # in input_format's order
       pixel_std=(58.395, 57.12, 57.375),
       anchor_sizes=(32, 64, 128, 256, 512),
       anchor_ratios=(0.5, 1.0, 2.0),
@@ -73,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.mask = ml_collections.ConfigDict(dict(
       pooler_resolution=14, conv_dim=256, num_convs=4, mlp_dim=1024,
       rois_per_image=0,       # foreground RoIs per image the mask loss trains on; 0: all (Detectron2)
+      paste_border="clamp",   # paste-back: clamp (an all-ones mask fills its box) | zeros (Detectron2's grid_sample)
   ))
 
   config.train = ml_collections.ConfigDict(dict(

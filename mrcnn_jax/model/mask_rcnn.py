@@ -38,6 +38,8 @@ class MaskRCNN(nnx.Module):
       raise ValueError(f"config.model.head must be 'fpn', 'c4' or 'c5', got {m.head!r}")
     if m.dtype not in DTYPES:
       raise ValueError(f"config.model.dtype must be one of {sorted(DTYPES)}, got {m.dtype!r}")
+    if m.input_format not in ("RGB", "BGR"):
+      raise ValueError(f"config.model.input_format must be 'RGB' or 'BGR', got {m.input_format!r}")
     if m.pooler not in POOLERS:
       raise ValueError(f"config.model.pooler must be one of {sorted(POOLERS)}, got {m.pooler!r}")
     if config.num_classes < 1:
@@ -48,8 +50,8 @@ class MaskRCNN(nnx.Module):
     self.config = config = ml_collections.FrozenConfigDict(config)  # hashable: submodules keep parts of it
     m, dtype = config.model, DTYPES[m.dtype]
     stride = SINGLE_LEVEL_STRIDE.get(m.head)
-    bottom_up = ResNet(m.backbone, width=m.width, norm=m.norm, last_stage=4 if m.head == "c4" else 5,
-                       dtype=dtype, rngs=rngs)
+    bottom_up = ResNet(m.backbone, width=m.width, norm=m.norm, stride_in_1x1=m.stride_in_1x1,
+                       last_stage=4 if m.head == "c4" else 5, dtype=dtype, rngs=rngs)
     if m.head == "fpn":
       self.backbone = FPN(bottom_up, m.fpn_channels, norm=m.head_norm, dtype=dtype, rngs=rngs)
       channels = m.fpn_channels
@@ -68,10 +70,15 @@ class MaskRCNN(nnx.Module):
     return {"c4": "res4", "c5": "res5"}[self.config.model.head]
 
   def features(self, image: jax.Array):
-    """image [B,H,W,3] uint8 -> (RPN feature maps: a list, RoI-pooling features: a list or one map)."""
+    """image [B,H,W,3] uint8 RGB -> (RPN feature maps: a list, RoI-pooling features: a list or one map).
+
+    The channels are flipped to BGR first when ``model.input_format`` is "BGR" (Detectron2's weights);
+    ``pixel_mean`` / ``pixel_std`` are in that order."""
     m = self.config.model
     if image.ndim != 4 or image.shape[-1] != 3 or image.shape[1:3] != (self.config.data.canvas,) * 2:
       raise ValueError(f"image must be [B,{self.config.data.canvas},{self.config.data.canvas},3], got {image.shape}")
+    if m.input_format == "BGR":
+      image = image[..., ::-1]
     x = (image.astype(jnp.float32) - jnp.asarray(m.pixel_mean)) / jnp.asarray(m.pixel_std)
     features = self.backbone(x.astype(DTYPES[m.dtype]))
     if m.head == "fpn":

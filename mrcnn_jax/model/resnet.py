@@ -93,12 +93,14 @@ class ResidualBlock(nnx.Module):
   """relu(conv1..convN(x) + shortcut(x)); the shortcut is a strided 1x1 ConvNorm when the shape changes.
 
   Subclasses give ``expansion`` (output channels = width * expansion) and ``layers``, the branch.
+  ``stride_in_1x1``: a bottleneck strides in its first 1x1 conv (Detectron2's STRIDE_IN_1X1, MSRA
+  weights) instead of its 3x3.
   """
   expansion = 1
 
-  def __init__(self, cin, width, stride, *, norm, dtype=None, rngs):
+  def __init__(self, cin, width, stride, *, norm, stride_in_1x1=False, dtype=None, rngs):
     cout = width * self.expansion
-    layers = self.layers(cin, width, cout, stride, norm=norm, dtype=dtype, rngs=rngs)
+    layers = self.layers(cin, width, cout, stride, stride_in_1x1, norm=norm, dtype=dtype, rngs=rngs)
     self.depth = len(layers)
     for i, layer in enumerate(layers, 1):
       setattr(self, f"conv{i}", layer)
@@ -113,28 +115,31 @@ class ResidualBlock(nnx.Module):
 
 
 class BasicBlock(ResidualBlock):
-  """3x3 -> 3x3 (ResNet-18/34)."""
+  """3x3 -> 3x3 (ResNet-18/34; no 1x1 conv, so ``stride_in_1x1`` does not apply)."""
   expansion = 1
 
   @staticmethod
-  def layers(cin, width, cout, stride, **kw):
+  def layers(cin, width, cout, stride, stride_in_1x1, **kw):  # pylint: disable=unused-argument
     return [ConvNorm(cin, width, 3, stride, **kw), ConvNorm(width, cout, 3, relu=False, **kw)]
 
 
 class Bottleneck(ResidualBlock):
-  """1x1 -> 3x3 (stride here, as in Detectron2's default) -> 1x1, expansion 4 (ResNet-50/101)."""
+  """1x1 -> 3x3 -> 1x1, expansion 4 (ResNet-50/101); the stride sits on the 3x3 (torchvision's and
+  Detectron2's code default) or, with ``stride_in_1x1``, on the first 1x1 (MSRA / Detectron2 zoo weights)."""
   expansion = 4
 
   @staticmethod
-  def layers(cin, width, cout, stride, **kw):
-    return [ConvNorm(cin, width, 1, **kw), ConvNorm(width, width, 3, stride, **kw),
+  def layers(cin, width, cout, stride, stride_in_1x1, **kw):
+    stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+    return [ConvNorm(cin, width, 1, stride_1x1, **kw), ConvNorm(width, width, 3, stride_3x3, **kw),
             ConvNorm(width, cout, 1, relu=False, **kw)]
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def make_stage(depth_name: str, stage: int, *, width: int, norm: str, dtype=None, rngs) -> nnx.List:
+def make_stage(depth_name: str, stage: int, *, width: int, norm: str, stride_in_1x1: bool = False, dtype=None,
+               rngs) -> nnx.List:
   """The residual blocks of stage ``stage`` (2..5) of ``depth_name``; the first one strides (but in res2).
 
   A plain list, run with ``run_stage``; C4's RoI heads build res5 on its own with this.
@@ -146,7 +151,8 @@ def make_stage(depth_name: str, stage: int, *, width: int, norm: str, dtype=None
   stride = 1 if stage == 2 else 2
   blocks = []
   for i in range(spec.depths[stage - 2]):
-    blocks.append(block_cls(cin, stage_width, stride if i == 0 else 1, norm=norm, dtype=dtype, rngs=rngs))
+    blocks.append(block_cls(cin, stage_width, stride if i == 0 else 1, norm=norm, stride_in_1x1=stride_in_1x1,
+                            dtype=dtype, rngs=rngs))
     cin = stage_width * block_cls.expansion
   return nnx.List(blocks)
 
@@ -165,14 +171,15 @@ def run_stage(blocks: nnx.List, x: jax.Array) -> jax.Array:
 class ResNet(nnx.Module):
   """Stem (7x7/2 conv + 3x3/2 max-pool) and stages res2..res{last_stage}."""
 
-  def __init__(self, depth_name: str, *, width: int = 64, norm: str = "group", last_stage: int = 5,
-               dtype=None, rngs: nnx.Rngs):
+  def __init__(self, depth_name: str, *, width: int = 64, norm: str = "group", stride_in_1x1: bool = False,
+               last_stage: int = 5, dtype=None, rngs: nnx.Rngs):
     if depth_name not in RESNETS:
       raise ValueError(f"backbone must be one of {sorted(RESNETS)}, got {depth_name!r}")
     self.stem = ConvNorm(3, width, 7, 2, norm=norm, dtype=dtype, rngs=rngs)
     self.stage_names = STAGE_NAMES[:last_stage - 1]
     for stage, name in enumerate(self.stage_names, 2):
-      setattr(self, name, make_stage(depth_name, stage, width=width, norm=norm, dtype=dtype, rngs=rngs))
+      setattr(self, name, make_stage(depth_name, stage, width=width, norm=norm, stride_in_1x1=stride_in_1x1,
+                                     dtype=dtype, rngs=rngs))
     self.out_channels = FrozenDict({name: stage_channels(depth_name, stage, width)  # hashable: static
                                     for stage, name in enumerate(self.stage_names, 2)})
 

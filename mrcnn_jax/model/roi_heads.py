@@ -140,7 +140,8 @@ class Res5ROIHeads(ROIHeads):
   def __init__(self, config: ml_collections.ConfigDict, stride: int, *, dtype=None, rngs: nnx.Rngs):
     m = config.model
     self.stride, self.resolution = stride, m.roi.pooler_resolution
-    self.res5 = make_stage(m.backbone, 5, width=m.width, norm=m.norm, dtype=dtype, rngs=rngs)
+    self.res5 = make_stage(m.backbone, 5, width=m.width, norm=m.norm, stride_in_1x1=m.stride_in_1x1, dtype=dtype,
+                           rngs=rngs)
     channels = stage_channels(m.backbone, 5, m.width)
     self._init_predictors(config, channels, channels, self.resolution // 2, 0, dtype=dtype, rngs=rngs)
 

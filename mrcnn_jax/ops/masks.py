@@ -10,10 +10,12 @@ full-canvas raster, where RoIAlign's clamp would instead repeat the border cell 
 box-cropped and full-canvas GT masks give the same targets (Detectron2 RoIAligns full-image
 bitmasks, or rasterises polygons inside the box).
 
-paste_masks: a pixel whose centre lies inside the box samples the RoI mask with RoIAlign's clamp
-(the box's edge cells extend to the box's edge) and every other pixel is 0, so an all-ones mask
-fills exactly its box. Deviation: Detectron2 pastes with `grid_sample(padding_mode="zeros")`, which
-blends the border cells with 0 and so erodes a mask by up to half a cell along the box's edges.
+paste_masks, border "clamp" (default): a pixel whose centre lies inside the box samples the RoI mask
+with RoIAlign's clamp (the box's edge cells extend to the box's edge) and every other pixel is 0, so
+an all-ones mask fills exactly its box. Border "zeros" is Detectron2's paste
+(`grid_sample(align_corners=False, padding_mode="zeros")`), which blends the border cells with 0 and
+so erodes a mask by up to half a cell along the box's edges (a pixel centre outside the box then
+never reaches 0.5).
 """
 
 import functools
@@ -72,28 +74,48 @@ def _tap_matrix(idx, weight, length):
   return jnp.sum(jax.nn.one_hot(idx, length, dtype=jnp.float32) * weight[..., None], axis=-2)
 
 
-@functools.partial(jax.jit, static_argnames=("height", "width", "threshold"))
-def paste_masks(masks, boxes, height, width, threshold=0.5):
+def _zero_padded_taps(lo, hi, length, cells):
+  """Bilinear taps [R, length, cells] of pixel centres on grids of ``cells`` covering [lo, hi] [R]
+  (grid_sample, align_corners=False): taps that fall off the grid weigh 0."""
+  g = (jnp.arange(length, dtype=jnp.float32) + 0.5 - lo[:, None]) / jnp.maximum(hi - lo, 1e-6)[:, None]
+  g = g * cells - 0.5
+  first = jnp.floor(g)
+  frac = (g - first)[..., None]
+  first = first.astype(jnp.int32)
+  return jax.nn.one_hot(first, cells) * (1 - frac) + jax.nn.one_hot(first + 1, cells) * frac
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "threshold", "border"))
+def paste_masks(masks, boxes, height, width, threshold=0.5, border="clamp"):
   """Pastes RoI masks into a height x width image.
 
-  A pixel whose centre (x + 0.5, y + 0.5) lies inside its box gets the bilinear sample of the box's
-  M x M' mask at that canvas point (clamped at the mask's edge cells); pixels outside are False.
+  border "clamp": a pixel whose centre (x + 0.5, y + 0.5) lies inside its box gets the bilinear
+  sample of the box's M x M' mask at that canvas point (clamped at the mask's edge cells); pixels
+  outside are False. border "zeros": Detectron2's, the bilinear sample with 0 beyond the mask's cells.
   The resampling is separable, probs = A_y @ mask @ A_x^T with A_y [H, M] and A_x [W, M'] built
-  from RoIAlign taps (one sample per pixel): two small matmuls per RoI, no gathers.
+  from bilinear taps (one sample per pixel): two small matmuls per RoI, no gathers.
 
   Args:
     masks: [R, M, M'] probabilities. boxes: [R, 4] canvas pixels. height, width: static ints.
   Returns:
-    [R, height, width] bool = (prob >= threshold) & inside box. Cost O(R * H * W * M) flops and
-    R * H * W floats of memory: chunk the RoIs or crop the image when that is too much.
+    [R, height, width] bool = (prob >= threshold) (& inside box for "clamp"). Cost O(R * H * W * M)
+    flops and R * H * W floats of memory: chunk the RoIs or crop the image when that is too much.
   """
   masks = check_array("masks", masks, ndim=3, kind="float")
   boxes = check_array("boxes", boxes, ndim=2, last_dim=4, kind="float")
   check_same_leading(("masks", "boxes"), masks, boxes)
   if not all(isinstance(s, int) and s > 0 for s in (height, width)):
     raise ValueError(f"height and width must be positive ints, got {height!r}, {width!r}")
+  if border not in ("clamp", "zeros"):
+    raise ValueError(f"border must be 'clamp' or 'zeros', got {border!r}")
   r, mh, mw = masks.shape
   boxes = boxes.astype(jnp.float32)
+  if border == "zeros":
+    a_y = _zero_padded_taps(boxes[:, 1], boxes[:, 3], height, mh)
+    a_x = _zero_padded_taps(boxes[:, 0], boxes[:, 2], width, mw)
+    probs = jnp.einsum("ryi,rij,rxj->ryx", a_y, masks.astype(jnp.float32), a_x,
+                       precision=jax.lax.Precision.HIGHEST)
+    return probs >= threshold
   # The whole image as a region of each mask's grid: its pixel centres become the samples.
   image = jnp.broadcast_to(jnp.array([0.0, 0.0, width, height], jnp.float32), (r, 4))
   start, extent = roi_regions(_in_frame(image, boxes, mh, mw, 0.0), 1.0, "roi_align", aligned=True)

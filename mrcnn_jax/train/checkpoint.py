@@ -72,12 +72,24 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_params(workdir: str, params_like, step: int | None = None):
-  """Only the parameters of a training checkpoint (for inference: ``mrcnn_jax.load``), on this
-  process's first device whatever the topology that saved them.
+def save_imported(workdir: str, params, batch_stats, step: int = 0) -> None:
+  """Writes imported weights as checkpoint ``step``: ``state`` = {step, params, batch_stats} (no
+  optimizer state, no data position), which ``restore_variables`` (so ``mrcnn_jax.load``) reads."""
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(create=True))
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(
+      {"step": jax.numpy.int32(step), "params": params, "batch_stats": batch_stats})), force=True)
+  manager.wait_until_finished()
+  manager.close()
 
-  ``params_like``: the ``nnx.State`` of ``nnx.Param``s of a freshly built model (or its abstract
-  version from ``nnx.eval_shape``); returns the same structure with the saved values.
+
+def restore_variables(workdir: str, like: dict, step: int | None = None) -> dict:
+  """The model variables of a checkpoint (for inference: ``mrcnn_jax.load``), on this process's first
+  device whatever the topology that saved them.
+
+  ``like``: {"params": the ``nnx.State`` of ``nnx.Param``s of a freshly built model (or its abstract
+  version from ``nnx.eval_shape``), optionally "batch_stats": its ``nnx.BatchStat``s}. Returns the same
+  structure with the saved values, for the entries the checkpoint holds ("params" always; "batch_stats"
+  only in imported weights, see ``save_imported``: training never changes them).
   """
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(
       read_only=True, save_interval_steps=0, create=False))  # the values read_only implies: no warnings
@@ -85,11 +97,12 @@ def restore_params(workdir: str, params_like, step: int | None = None):
   if step is None:
     raise UserError(f"no checkpoint under {checkpoint_dir(workdir)}: has training in {workdir!r} "
                     "saved one yet?")
+  saved = ocp.PyTreeCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = {"params": jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                   params_like)}
+  target = {key: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), value)
+            for key, value in like.items() if key in saved.item_metadata.keys()}
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
       partial_restore=True)))
   manager.close()
-  return restored["state"]["params"]
+  return dict(restored["state"])

@@ -18,12 +18,12 @@ import jax
 import numpy as np
 import tqdm
 from absl import logging
-from etils import epath
 from flax import nnx
 from ml_collections import ConfigDict
 
 from mrcnn_jax import errors
 from mrcnn_jax import evaluate as evaluate_lib
+from mrcnn_jax.checkpoints import save_config
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import checkpoint as checkpoint_lib
@@ -52,12 +52,6 @@ def check_finite(step: int, metrics: dict):
                            + "; stopping without applying or saving this step (the last good "
                            "checkpoint is kept)")
 
-
-def save_config(config: ConfigDict, workdir: str):
-  """``<workdir>/config.json``: what ``mrcnn_jax.load`` rebuilds the model from."""
-  path = epath.Path(workdir) / "config.json"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(config.to_json_best_effort(indent=2))
 
 
 def init_model(config: ConfigDict, mesh) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:

@@ -4,7 +4,6 @@ output, also in torch's format before 1.6), Detectron2-style pickles, the Detect
 import argparse
 import codecs
 import collections
-import importlib.util
 import os
 import pickle
 import subprocess
@@ -12,16 +11,13 @@ import zipfile
 
 import numpy as np
 import pytest
+import oracles
 from torch_zip_writer import Storage, Tensor, tensor, write_torch_zip
 
 from mrcnn_jax.convert.checkpoint_io import read_checkpoint, read_object
 from mrcnn_jax.errors import UserError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
-ORACLES = os.environ.get("MRCNN_ORACLES",
-                         os.path.normpath(os.path.join(os.path.dirname(__file__), "../../../shared/oracles")))
-
-
 def assert_same(actual, expected):
   assert actual.dtype == expected.dtype and actual.shape == expected.shape
   assert actual.flags.c_contiguous
@@ -263,12 +259,7 @@ def test_codecs_encode_only_decodes_latin1(tmp_path):
 
 def test_detectron2_oracle_zoo_pickle(tmp_path):
   """d2_weights.py writes the 307-tensor R50-FPN file as Detectron2's zoo does (~170 MB, seconds)."""
-  script = os.path.join(ORACLES, "detectron2_r50_fpn", "d2_weights.py")
-  if not os.path.exists(script):
-    pytest.skip(f"no Detectron2 oracle at {script} (set MRCNN_ORACLES)")
-  spec = importlib.util.spec_from_file_location("d2_weights", script)
-  d2_weights = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(d2_weights)
+  d2_weights = oracles.d2_weights()
   d2_weights.write(0, tmp_path / "model_final.pkl")
   weights = read_checkpoint(tmp_path / "model_final.pkl")
   (tmp_path / "model_final.pkl").unlink()

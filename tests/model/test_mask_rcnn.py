@@ -127,6 +127,7 @@ def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
 @pytest.mark.parametrize("field,value,match", [
     ("head", "c3", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
     ("mask_head", "transformer", "mask_head"), ("backbone", "resnet7", "backbone"), ("dtype", "float16", "dtype"),
+    ("input_format", "YUV", "input_format"),
     ("roi.sampling_ratio", -1, "sampling_ratio"), ("roi.max_sampling_ratio", -1, "max_sampling_ratio"),
 ])
 def test_bad_config_values_raise_clear_errors(make_config, field, value, match):
@@ -145,3 +146,24 @@ def test_wrong_image_shape_raises(make_config):
   model = build_model(make_config())
   with pytest.raises(ValueError, match="image"):
     model.detect(jnp.zeros((1, 32, 32, 3), jnp.uint8), jnp.full((1, 2), 32))
+
+
+def test_bgr_input_format_flips_channels_before_normalising(make_config):
+  rgb = build_model(make_config(pixel_mean=(10.0, 20.0, 30.0), pixel_std=(1.0, 2.0, 3.0)))
+  bgr = build_model(make_config(input_format="BGR", pixel_mean=(30.0, 20.0, 10.0), pixel_std=(3.0, 2.0, 1.0)))
+  stem = bgr.backbone.bottom_up.stem.conv  # same seed, same weights: give it the RGB filter on B, G, R planes
+  stem.kernel[...] = stem.kernel[...][:, :, ::-1]
+  image = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3)), jnp.uint8)
+  features = nnx.jit(lambda m, x: m.features(x)[0])
+  for a, b in zip(features(rgb, image), features(bgr, image)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_stride_in_1x1_moves_the_bottleneck_stride_to_conv1(make_config):
+  model = build_model(make_config(backbone="resnet50", stride_in_1x1=True))
+  first = model.backbone.bottom_up.res3[0]
+  assert (first.conv1.conv.strides, first.conv2.conv.strides) == ((2, 2), (1, 1))
+  default = build_model(make_config(backbone="resnet50")).backbone.bottom_up.res3[0]
+  assert (default.conv1.conv.strides, default.conv2.conv.strides) == ((1, 1), (2, 2))
+  rpn_features, _ = nnx.jit(lambda m, x: m.features(x))(model, jnp.zeros((1, 64, 64, 3), jnp.uint8))
+  assert [f.shape[1] for f in rpn_features] == [16, 8, 4, 2, 1]

@@ -93,6 +93,35 @@ def test_paste_hand_case_bilinear_clamped_inside_the_box():
                                 np.pad(np.ones((4, 4), bool), ((0, 1), (0, 1))))
 
 
+def _grid_sample_zeros(mask, box, height, width):
+  """Detectron2's paste, pixel by pixel: grid_sample(align_corners=False, padding_mode="zeros")."""
+  m_h, m_w = mask.shape
+  out = np.zeros((height, width))
+  for py in range(height):
+    for px in range(width):
+      gy = (py + 0.5 - box[1]) / (box[3] - box[1]) * m_h - 0.5
+      gx = (px + 0.5 - box[0]) / (box[2] - box[0]) * m_w - 0.5
+      y0, x0 = int(np.floor(gy)), int(np.floor(gx))
+      for yy, wy in ((y0, 1 - (gy - y0)), (y0 + 1, gy - y0)):
+        for xx, wx in ((x0, 1 - (gx - x0)), (x0 + 1, gx - x0)):
+          if 0 <= yy < m_h and 0 <= xx < m_w:
+            out[py, px] += wy * wx * mask[yy, xx]
+  return out
+
+
+def test_paste_border_zeros_is_detectron2s_grid_sample():
+  rng = np.random.default_rng(0)
+  masks = rng.uniform(0, 1, (3, 6, 5)).astype(np.float32)
+  boxes = np.array([[3.0, 5.0, 11.0, 9.0], [2.3, 1.6, 17.2, 13.9], [-4.0, 10.5, 6.0, 30.0]], np.float32)
+  pasted = np.asarray(paste_masks(jnp.asarray(masks), jnp.asarray(boxes), 16, 20, border="zeros"))
+  for got, mask, box in zip(pasted, masks, boxes):
+    np.testing.assert_array_equal(got, _grid_sample_zeros(mask, box, 16, 20) >= 0.5)
+  eroded = np.asarray(paste_masks(jnp.ones((1, 2, 2)), jnp.array([[0.0, 0.0, 4.0, 4.0]]), 5, 5, border="zeros"))
+  np.testing.assert_array_equal(eroded[0], np.pad(np.ones((4, 4), bool), ((0, 1), (0, 1))))  # 0.75 at the edge
+  with pytest.raises(ValueError, match="border"):
+    paste_masks(jnp.ones((1, 2, 2)), jnp.array([[0.0, 0.0, 4.0, 4.0]]), 5, 5, border="reflect")
+
+
 def test_paste_then_mask_targets_recovers_the_mask():
   disc = _ellipse(28, 28, 14.0, 13.0, 10.0, 12.0).astype(np.float32)
   box = jnp.array([[10.0, 6.0, 66.0, 62.0]])  # 56 px: the 28 x 28 mask is upsampled 2x

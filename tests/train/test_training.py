@@ -83,7 +83,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(steps_runs, trainer_conf
   finish(start_cli(jax_env, TINY_CONFIG, tmp_path, *overrides, **four))
 
   like = nnx.state(nnx.eval_shape(lambda: build_model(trainer_config)), nnx.Param)
-  resumed = checkpoint.restore_params(str(tmp_path), like, step=steps)
+  resumed = checkpoint.restore_variables(str(tmp_path), {"params": like}, step=steps)["params"]
   uninterrupted = steps_runs["4dev-1shards"]
   leaves = jax.tree_util.tree_leaves_with_path(resumed)                # named as worker.py names them
   assert sorted(jax.tree_util.keystr(p) for p, _ in leaves) == sorted(set(uninterrupted) - {"losses"})

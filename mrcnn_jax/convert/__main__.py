@@ -1,0 +1,43 @@
+"""Command line: ``python -m mrcnn_jax.convert detectron2 SRC.pkl|SRC.pth --out WORKDIR [--config.a.b=value ...]``.
+
+Writes a workdir (config.json + an Orbax checkpoint) that ``mrcnn_jax.load``, ``python -m mrcnn_jax.infer``
+and ``python -m mrcnn_jax.evaluate`` open. ``--config.*`` overrides the converted config, e.g.
+``--config.data.canvas=512 --config.data.min_size=512 --config.data.max_size=512``. Exit code 2 (one
+line on stderr) for a user error: an unreadable or mismatched checkpoint, an unknown config field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mrcnn_jax import errors
+from mrcnn_jax.configs import parse_value
+
+FORMATS = ("detectron2",)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.convert", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("format", choices=FORMATS, help="the checkpoint's framework")
+  parser.add_argument("src", help="checkpoint file (.pkl or .pth)")
+  parser.add_argument("--out", required=True, help="workdir to write (must not hold checkpoints yet)")
+  args, rest = parser.parse_known_args(argv)
+  overrides = {}
+  for item in rest:
+    key, sep, value = item.partition("=")
+    if not (key.startswith("--config.") and sep):
+      return errors.fail(f"unrecognized argument {item!r} (overrides look like --config.data.canvas=512)")
+    overrides[key[len("--config."):]] = parse_value(value)
+
+  def run():
+    from mrcnn_jax.convert import detectron2  # pylint: disable=import-outside-toplevel
+    config = detectron2.convert(args.src, args.out, overrides)
+    print(f"wrote {args.out}: {config.model.backbone}-FPN, {config.num_classes} classes, "
+          f"canvas {config.data.canvas}, from {args.src} (sha256 {config.pretrained.sha256})")
+  return errors.run_cli(run)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
