@@ -30,6 +30,17 @@ def parse_value(text: str):
     return text
 
 
+def parse_overrides(args: list[str]) -> dict:
+  """``["--config.data.canvas=512", ...]`` -> ``{"data.canvas": 512}``; UserError for anything else."""
+  overrides = {}
+  for item in args:
+    key, sep, value = item.partition("=")
+    if not (key.startswith("--config.") and sep):
+      raise UserError(f"unrecognized argument {item!r} (overrides look like --config.data.canvas=512)")
+    overrides[key[len("--config."):]] = parse_value(value)
+  return overrides
+
+
 def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   out = []
   for key, value in config.items():

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from mrcnn_jax import errors
-from mrcnn_jax.configs import parse_value
+from mrcnn_jax.configs import parse_overrides
 
 FORMATS = ("detectron2",)
 
@@ -24,16 +24,10 @@ def main(argv=None) -> int:
   parser.add_argument("src", help="checkpoint file (.pkl or .pth)")
   parser.add_argument("--out", required=True, help="workdir to write (must not hold checkpoints yet)")
   args, rest = parser.parse_known_args(argv)
-  overrides = {}
-  for item in rest:
-    key, sep, value = item.partition("=")
-    if not (key.startswith("--config.") and sep):
-      return errors.fail(f"unrecognized argument {item!r} (overrides look like --config.data.canvas=512)")
-    overrides[key[len("--config."):]] = parse_value(value)
 
   def run():
     from mrcnn_jax.convert import detectron2  # pylint: disable=import-outside-toplevel
-    config = detectron2.convert(args.src, args.out, overrides)
+    config = detectron2.convert(args.src, args.out, parse_overrides(rest))
     print(f"wrote {args.out}: {config.model.backbone}-FPN, {config.num_classes} classes, "
           f"canvas {config.data.canvas}, from {args.src} (sha256 {config.pretrained.sha256})")
   return errors.run_cli(run)
