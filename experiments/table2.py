@@ -1,4 +1,4 @@
-"""python -m experiments.run table2 --workdir runs/table2 [--seeds 2] [--steps 400] [--only a,c]
+"""python -m experiments.run table2 --workdir runs/table2 [--seeds 2] [--steps 300] [--only a,c]
 
 The paper's Table 2 ablations (and Section 4.2's class-agnostic masks) on the shapes dataset. Every
 arm is ``base_config()`` (the quickstart's shapes_tiny recipe with RoIAlign's 2 x 2 samples and the
@@ -19,7 +19,7 @@ from experiments import paper
 from experiments.sweep import Claim, Gap, Row, Score, SubTable
 from mrcnn_jax.configs import shapes_tiny
 
-DEFAULT_STEPS = 400   # the measured budget (experiments/README.md); --steps rescales the schedule
+DEFAULT_STEPS = 300   # the measured budget (experiments/README.md); --steps rescales the schedule
 DEFAULT_SEEDS = 2     # mean ± std over seeds; "≈" claims need at least 2
 
 # C4 runs res5 on every RoI (there is no res5-width knob): every C4 arm samples C4_ROIS RoIs per image
