@@ -95,6 +95,8 @@ def test_sweep_runs_resumes_skips_and_reports(shapes_data, tmp_path, monkeypatch
   # the sweep stops there, and the next invocation trains it (the real trainer resumes its checkpoint).
   fake = FakeTrainer(preempt=["mlp"])
   monkeypatch.setattr(loop, "train", fake)
+  plot = report.plot
+  monkeypatch.setattr(report, "plot", lambda *args: None)   # a chart per run: slow, drawn below
   assert run.main(quick_args(workdir, shapes_data)) == 1
   assert fake.calls[-1] == ("mlp", 0) and not (results / "mlp" / "seed0.json").exists()
   out = capsys.readouterr().out
@@ -111,6 +113,7 @@ def test_sweep_runs_resumes_skips_and_reports(shapes_data, tmp_path, monkeypatch
 
   # Everything finished: a rerun trains nothing.
   fake.calls.clear()
+  monkeypatch.setattr(report, "plot", plot)
   assert run.main(quick_args(workdir, shapes_data, "--seeds", "2")) == 0
   assert fake.calls == []
   content = json.load(open(results / "results.json"))
