@@ -116,7 +116,7 @@ def header(results: dict) -> str:
   wall = sum(run.get("wall_s", 0.0) for run in runs)
   data = sorted({run.get("data", "?") for run in runs})
   dates = sorted(run["date"] for run in runs if "date" in run)
-  when = f", {dates[0]} to {dates[-1]}" if dates else ""
+  when = "" if not dates else f", {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
   machines = sorted({run["machine"] for run in runs if "machine" in run})
   on = f" on {'; '.join(machines)}" if machines else ""
   return (f"Ours: COCO mask and box AP (points) on {', '.join(data) or '?'}, "
