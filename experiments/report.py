@@ -2,7 +2,8 @@
 against our numbers, a markdown table per sub-table, a bar chart, the README's RESULTS section.
 
 ``results`` (results.json) is {"arms": {arm: {"rows": [...], "overrides": {...}, "seeds": {seed:
-{"segm/AP": points, ..., "steps": int, "wall_s": float, "data": str}}}}, ...}; AP values in
+{"segm/AP": points, ..., "steps": int, "wall_s": float, "s_per_step": float, "data": str, "date":
+str, "machine": str, "load_avg": [1, 5, 15 min]}}}}, ...} (experiments/run.py:record); AP values in
 points (x100) like the paper's. ``stats`` is {row id: {metric: (mean, std, n)}} (std over seeds,
 ddof 1; 0 for one seed).
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 
 import numpy as np
 
@@ -110,16 +110,39 @@ def verdicts(subtables, stats: dict) -> dict:
 
 
 def header(results: dict) -> str:
-  """What the numbers are: data, steps per arm, seeds, total wall time."""
+  """What the numbers are: data, steps per arm, seeds, total wall time, when and on what."""
   runs = [run for arm in results["arms"].values() for run in arm["seeds"].values()]
   steps = sorted({run["steps"] for run in runs})
   wall = sum(run.get("wall_s", 0.0) for run in runs)
   data = sorted({run.get("data", "?") for run in runs})
+  dates = sorted(run["date"] for run in runs if "date" in run)
+  when = "" if not dates else f", {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
+  machines = sorted({run["machine"] for run in runs if "machine" in run})
+  on = f" on {'; '.join(machines)}" if machines else ""
   return (f"Ours: COCO mask and box AP (points) on {', '.join(data) or '?'}, "
           f"mean ± std over seeds (no std with one seed); {len(runs)} finished runs of "
           f"{', '.join(map(str, steps)) or '?'} training steps, {wall / 3600:.1f} h of training and "
-          "evaluation in all. The paper's numbers are COCO minival (ResNet-50/101, 1x schedule): "
-          "compare directions and gaps, not values.\n")
+          f"evaluation in all{when}{on}. The paper's numbers are COCO minival (ResNet-50/101, 1x "
+          "schedule): compare directions and gaps, not values.\n")
+
+
+def cost(results: dict) -> str:
+  """A markdown table of what each arm cost: runs, training s/step, wall minutes per run, load."""
+  lines = ["| arm | runs | s/step | wall min per run | load average (1 min) at the end |",
+           "|---|---:|---:|---:|---|"]
+  total = 0.0
+  for name, arm in results["arms"].items():
+    runs = list(arm["seeds"].values())
+    if not runs:
+      continue
+    total += sum(run.get("wall_s", 0.0) for run in runs)
+    per_step = [run["s_per_step"] for run in runs if "s_per_step" in run]
+    wall_min = np.mean([run.get("wall_s", np.nan) for run in runs]) / 60
+    loads = ", ".join(f"{run['load_avg'][0]:.1f}" for run in runs if "load_avg" in run)
+    lines.append(f"| `{name}` | {len(runs)} | {np.mean(per_step) if per_step else np.nan:.2f} | "
+                 f"{wall_min:.1f} | {loads} |")
+  lines.append(f"\nTotal: {total / 60:.0f} min of wall time for the finished runs.\n")
+  return "\n".join(lines)
 
 
 def _cell(entry) -> str:
@@ -158,6 +181,7 @@ def markdown(subtables, results: dict, header: str = "") -> str:
       cells.append("<br>".join(claims.get(row.id, [])) or "")
       lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+  lines += ["### Cost of the finished runs", "", cost(results)]
   return "\n".join(lines)
 
 
@@ -189,8 +213,8 @@ def plot(subtables, results: dict, path: str):
 
 
 def update_readme(readme: str, table_md: str, png: str | None = None):
-  """Replaces the RESULTS section of ``readme`` (between its markers) by ``table_md``; copies ``png``
-  beside it and links it."""
+  """Replaces the RESULTS section of ``readme`` (between its markers) by ``table_md`` and a link to
+  ``png`` (relative to the readme)."""
   with open(readme) as f:
     text = f.read()
   pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
@@ -198,9 +222,8 @@ def update_readme(readme: str, table_md: str, png: str | None = None):
     raise ValueError(f"{readme} has no RESULTS section ({README_BEGIN} ... {README_END})")
   body = table_md
   if png:
-    name = os.path.basename(png)
-    shutil.copyfile(png, os.path.join(os.path.dirname(os.path.abspath(readme)), name))
-    body += f"\n![mask AP per arm]({name})\n"
+    link = os.path.relpath(os.path.abspath(png), os.path.dirname(os.path.abspath(readme)))
+    body += f"\n![mask AP per arm]({link})\n"
   text = pattern.sub(lambda _: f"{README_BEGIN}\n{body}\n{README_END}", text)
   with open(readme, "w") as f:
     f.write(text)

@@ -1,25 +1,29 @@
 """Runs a sweep's arms and writes its report.
 
-    python -m experiments.run table2 --workdir W [--seeds N] [--steps S] [--only a,b,r18_c4,...]
-        [--quick] [--data_dir D] [--data_name NAME] [--config.x.y=value ...] [--report-only]
-        [--readme experiments/README.md]
+    python -m experiments.run table2 --workdir W [--results R] [--seeds N] [--steps S]
+        [--only a,b,r18_c4,...] [--quick] [--data_dir D] [--data_name NAME] [--config.x.y=value ...]
+        [--report-only] [--readme experiments/README.md]
 
 Each arm (a distinct config of the sweep, see experiments/sweep.py) and seed k trains in
 W/<arm>/seed<k> with ``mrcnn_jax.train.loop.train`` (config.train.seed = k), in this process, one
-after the other; an interrupted run resumes from its last checkpoint, and a run is finished (and
-skipped) once W/<arm>/seed<k>/final_metrics.json exists. A workdir that holds a different config
-is an error, finished or not. After the runs, W/results.json, W/table2.md and W/table2.png are
-rewritten from every finished run under W (also those of arms outside --only); --report-only does
-only that. --readme also writes the table into that file's RESULTS section and copies the PNG
-beside it. Use JAX_PLATFORMS=cpu on a machine without an accelerator.
+after the other, seed 0 of every arm before any seed 1. A finished run writes R/<arm>/seed<k>.json
+(R = experiments/results by default, W/results with --quick): its metrics, cost, date, machine and
+config. That file is what marks the run done: runs that have one are skipped, so a sweep resumes
+from the committed results of a fresh clone (and from W's checkpoints for the run in progress). A
+result or workdir that holds a different config is an error. After every run R/results.json,
+R/<sweep>.md and R/<sweep>.png are rewritten from all the result files under R; --report-only does
+only that (no workdir needed). --readme also writes the table into that file's RESULTS section.
+Use JAX_PLATFORMS=cpu on a machine without an accelerator.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import json
 import os
+import platform
 import sys
 import time
 
@@ -28,8 +32,9 @@ import jax
 from experiments import report, sweep
 from mrcnn_jax import configs
 
-FINAL = "final_metrics.json"
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 WALL = "wall.json"
+LOCAL_FIELDS = ("data.data_dir",)  # where the data lies, not what it is: ignored when comparing configs
 
 
 def _hms(seconds: float) -> str:
@@ -51,26 +56,39 @@ def _write_json(path: str, value):
   os.replace(path + ".tmp", path)
 
 
-def check_same_config(config, workdir: str):
-  """Raises ValueError if ``workdir`` already trained a config other than ``config``."""
-  saved = _read_json(os.path.join(workdir, "config.json"))
+def config_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+  """Dotted fields whose values differ; fields present on one side only (a field added to the
+  package since) and LOCAL_FIELDS are ignored."""
+  if isinstance(saved, dict) and isinstance(wanted, dict):
+    return [d for k in sorted(set(saved) & set(wanted))
+            for d in config_diff(saved[k], wanted[k], f"{prefix}{k}.")]
+  field = prefix.rstrip(".")
+  return [] if saved == wanted or field in LOCAL_FIELDS else [field]
+
+
+def check_same_config(config, saved: dict | None, where: str):
+  """Raises ValueError if ``saved`` (a config dict read from ``where``) differs from ``config``."""
   if saved is None:
     return
-  wanted = json.loads(config.to_json_best_effort())
-
-  def diff(a, b, prefix=""):
-    if isinstance(a, dict) and isinstance(b, dict):
-      return [d for k in sorted(set(a) | set(b)) for d in diff(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
-  changed = diff(saved, wanted)
+  changed = config_diff(saved, json.loads(config.to_json_best_effort()))
   if changed:
-    raise ValueError(f"{workdir} holds a run of another config (differs in {', '.join(changed)}); "
-                     "use a new --workdir or remove that directory")
+    raise ValueError(f"{where} holds a run of another config (differs in {', '.join(changed)}); "
+                     "use a new --workdir / --results or remove it")
+
+
+def machine() -> str:
+  """The CPU model and core count, and JAX's backend and device."""
+  cpu = platform.processor() or platform.machine()
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+  device = jax.devices()[0]
+  return f"{cpu}, {os.cpu_count()} cores; JAX {jax.__version__} on {device.platform} ({device.device_kind})"
 
 
 def train_arm(config, workdir: str) -> dict | None:
-  """Trains (or resumes) and evaluates ``config`` in ``workdir``; writes and returns its final
-  metrics, or None if the run was preempted (SIGTERM: checkpoint saved, rerun to resume)."""
+  """Trains (or resumes) and evaluates ``config`` in ``workdir``; returns its final metrics (AP
+  points) and cost, or None if the run was preempted (SIGTERM: checkpoint saved, rerun to resume)."""
   from mrcnn_jax.train import loop  # pylint: disable=g-import-not-at-top  (heavy; --report-only needs none)
   wall = _read_json(os.path.join(workdir, WALL), {"wall_s": 0.0})
   start = time.perf_counter()
@@ -83,34 +101,65 @@ def train_arm(config, workdir: str) -> dict | None:
     _write_json(os.path.join(workdir, WALL), wall)
     jax.clear_caches()
   final = {m: 100.0 * summary[m] for m in sweep.METRICS if m in summary}
-  final.update(steps=int(state["step"]), wall_s=wall["wall_s"], seed=int(config.train.seed),
-               data=f"{config.data.name} ({config.data.eval_split} split)")
-  _write_json(os.path.join(workdir, FINAL), final)
+  final.update(steps=int(state["step"]), wall_s=wall["wall_s"])
+  if "img_per_sec" in summary:  # the training loop's rate over its last log window
+    final["s_per_step"] = config.data.batch_size / summary["img_per_sec"]
+  if "loss" in summary:
+    final["train_loss"] = summary["loss"]
   return final
 
 
-def collect(workdir: str, arm_list) -> dict:
-  """results.json's content: every finished seed of every arm under ``workdir``."""
+def result_path(results: str, arm: str, seed: int) -> str:
+  return os.path.join(results, arm, f"seed{seed}.json")
+
+
+def record(final: dict, config, arm) -> dict:
+  """A result file's content: ``final`` plus what the run was, where and when."""
+  return {**final, "seed": int(config.train.seed), "arm": arm.name, "overrides": arm.overrides,
+          "data": f"{config.data.name} ({config.data.eval_split} split)",
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+          "machine": machine(), "load_avg": [round(x, 2) for x in os.getloadavg()],
+          "config": json.loads(config.to_json_best_effort())}
+
+
+def collect(results: str, arm_list) -> dict:
+  """results.json's content: every result file of every arm under ``results``."""
   arms = {}
   for arm in arm_list:
-    arm_dir = os.path.join(workdir, arm.name)
-    seeds = sorted((d for d in (os.listdir(arm_dir) if os.path.isdir(arm_dir) else [])
-                    if d.startswith("seed") and os.path.exists(os.path.join(arm_dir, d, FINAL))),
-                   key=lambda d: int(d[4:]))
+    arm_dir = os.path.join(results, arm.name)
+    names = [n for n in (os.listdir(arm_dir) if os.path.isdir(arm_dir) else [])
+             if n.startswith("seed") and n.endswith(".json")]
+    seeds = sorted((n[len("seed"):-len(".json")] for n in names), key=int)
+    runs = {seed: _read_json(os.path.join(arm_dir, f"seed{seed}.json")) for seed in seeds}
     arms[arm.name] = {"rows": list(arm.rows), "overrides": arm.overrides,
-                      "seeds": {d[4:]: _read_json(os.path.join(arm_dir, d, FINAL)) for d in seeds}}
+                      "seeds": {seed: {k: v for k, v in run.items() if k != "config"}
+                                for seed, run in runs.items()}}
   return {"arms": arms}
 
 
-def _eta(workdir: str, todo, durations) -> str:
+def write_report(name: str, subtables, arm_list, results: str, readme: str | None = None):
+  """Rewrites R/results.json, R/<name>.md and R/<name>.png (and ``readme``'s RESULTS section)."""
+  content = {"sweep": name, **collect(results, arm_list)}
+  _write_json(os.path.join(results, "results.json"), content)
+  table_md = report.markdown(subtables, content, report.header(content))
+  with open(os.path.join(results, f"{name}.md"), "w") as f:
+    f.write(table_md)
+  png = os.path.join(results, f"{name}.png")
+  report.plot(subtables, content, png)
+  if readme:
+    report.update_readme(readme, table_md, png)
+  print(f"wrote {os.path.join(results, 'results.json')}, {name}.md and {name}.png", flush=True)
+
+
+def _eta(results: str, todo, durations) -> str:
   """Time left for the unfinished runs of ``todo``: per arm, the wall time of a finished seed of
   it, else the mean duration of this session's runs ("?" before the first)."""
   mean = sum(durations) / len(durations) if durations else None
   total = 0.0
   for arm, seed in todo:
-    if os.path.exists(os.path.join(workdir, arm.name, f"seed{seed}", FINAL)):
+    if os.path.exists(result_path(results, arm.name, seed)):
       continue
-    done = collect(workdir, [arm])["arms"][arm.name]["seeds"].values()
+    done = collect(results, [arm])["arms"][arm.name]["seeds"].values()
     estimate = next((run["wall_s"] for run in done if "wall_s" in run), mean)
     if estimate is None:
       return "?"
@@ -122,7 +171,9 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("sweep", help="sweep module under experiments/ (table2)")
-  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--workdir", default=None, help="the trainers' workdirs (needed unless --report-only)")
+  parser.add_argument("--results", default=None,
+                      help="result files and report (default: experiments/results; W/results with --quick)")
   parser.add_argument("--seeds", type=int, default=None,
                       help="seeds 0..N-1 per arm (default: the sweep's DEFAULT_SEEDS, 1 with --quick)")
   parser.add_argument("--steps", type=int, default=None,
@@ -135,13 +186,14 @@ def parse_args(argv):
                       help="no training: rewrite results.json, the table and the PNG from finished runs")
   parser.add_argument("--readme", default=None, help="also write the table into this file's RESULTS section")
   args, rest = parser.parse_known_args(argv)
-  extra = {}
-  for item in rest:
-    key, sep, value = item.partition("=")
-    if not (key.startswith("--config.") and sep):
-      parser.error(f"unrecognized argument {item!r} (extra overrides look like --config.train.base_lr=0.01)")
-    extra[key[len("--config."):]] = sweep.parse_value(value)
-  return args, extra
+  if args.workdir is None and (not args.report_only or args.quick and not args.results):
+    parser.error("--workdir is required (with --report-only too when --quick has no --results)")
+  if args.results is None:
+    args.results = os.path.join(args.workdir, "results") if args.quick else RESULTS
+  try:
+    return args, configs.parse_overrides(rest)
+  except ValueError as e:
+    parser.error(str(e))
 
 
 def main(argv=None):
@@ -161,23 +213,25 @@ def main(argv=None):
   configs.override(base, {**data, **extra})
   arm_list = sweep.arms(module.SUBTABLES, module.base_config())
   selected = sweep.select(arm_list, module.SUBTABLES, args.only)
-  workdir = args.workdir
+  results = args.results
 
   if not args.report_only:
-    todo = [(arm, seed) for arm in selected for seed in range(seeds)]
+    todo = [(arm, seed) for seed in range(seeds) for arm in selected]  # a one-seed table first
     print(f"{args.sweep}: {len(todo)} runs ({len(selected)} arms x {seeds} seeds), {steps} steps each, "
-          f"data {base.data.name} in {base.data.data_dir}", flush=True)
+          f"data {base.data.name} in {base.data.data_dir}; results in {results}", flush=True)
     began, durations = time.perf_counter(), []
     for i, (arm, seed) in enumerate(todo, 1):
-      run_dir = os.path.join(workdir, arm.name, f"seed{seed}")
+      run_dir = os.path.join(args.workdir, arm.name, f"seed{seed}")
+      path = result_path(results, arm.name, seed)
       tag = f"[{i}/{len(todo)}] {arm.name} seed {seed}"
       config = configs.override(base.copy_and_resolve_references(), arm.overrides)
       config.train.seed = seed
-      check_same_config(config, run_dir)
-      if os.path.exists(os.path.join(run_dir, FINAL)):
-        print(f"{tag}: skip (finished: {os.path.join(run_dir, FINAL)})", flush=True)
+      check_same_config(config, _read_json(os.path.join(run_dir, "config.json")), run_dir)
+      if os.path.exists(path):
+        check_same_config(config, _read_json(path)["config"], path)
+        print(f"{tag}: skip (finished: {path})", flush=True)
         continue
-      eta = _eta(workdir, todo[i - 1:], durations)
+      eta = _eta(results, todo[i - 1:], durations)
       print(f"{tag}: train (rows {', '.join(arm.rows)}; overrides {arm.overrides or 'none'}); "
             f"elapsed {_hms(time.perf_counter() - began)}, ETA {eta}", flush=True)
       tick = time.perf_counter()
@@ -186,21 +240,13 @@ def main(argv=None):
       if final is None:
         print(f"{tag}: preempted, checkpoint saved; rerun the same command to resume", flush=True)
         return 1
+      _write_json(path, record(final, config, arm))
       print(f"{tag}: done in {_hms(durations[-1])}: mask AP {final.get('segm/AP', float('nan')):.1f}, "
-            f"box AP {final.get('bbox/AP', float('nan')):.1f}", flush=True)
+            f"box AP {final.get('bbox/AP', float('nan')):.1f}; wrote {path}", flush=True)
+      write_report(args.sweep, module.SUBTABLES, arm_list, results)
 
-  results = {"sweep": args.sweep, **collect(workdir, arm_list)}
-  _write_json(os.path.join(workdir, "results.json"), results)
-  table_md = report.markdown(module.SUBTABLES, results, report.header(results))
-  with open(os.path.join(workdir, f"{args.sweep}.md"), "w") as f:
-    f.write(table_md)
-  png = os.path.join(workdir, f"{args.sweep}.png")
-  report.plot(module.SUBTABLES, results, png)
-  if args.readme:
-    report.update_readme(args.readme, table_md, png)
-  print(f"wrote {os.path.join(workdir, 'results.json')}, {args.sweep}.md and {args.sweep}.png", flush=True)
+  write_report(args.sweep, module.SUBTABLES, arm_list, results, args.readme)
   return 0
-
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -14,7 +14,6 @@ import dataclasses
 
 import ml_collections
 
-from mrcnn_jax.configs import parse_value  # noqa: F401  (run.py's --config.* values)
 
 METRICS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP50", "bbox/AP75")
 

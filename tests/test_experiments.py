@@ -3,6 +3,7 @@ trainer for the rest), resuming and skipping, --only, the report, and the verdic
 
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -41,12 +42,12 @@ class FakeTrainer:
   def __call__(self, config, workdir):
     loop.save_config(config, workdir)
     arm = os.path.basename(os.path.dirname(workdir))
-    self.calls.append(arm)
+    self.calls.append((arm, config.train.seed))
     if arm in self.preempt:
       self.preempt.discard(arm)
       raise loop.Stopped(1, signal.SIGTERM)
     value = 0.1 + 0.01 * len(arm) + 0.001 * config.train.seed
-    return {"step": config.train.steps}, {m: value for m in sweep.METRICS}
+    return {"step": config.train.steps}, {**{m: value for m in sweep.METRICS}, "img_per_sec": 4.0, "loss": 1.5}
 
 
 def test_arms_are_deduplicated_and_fpn_base_is_shared():
@@ -80,60 +81,95 @@ def test_every_arm_config_traces_training_and_inference(arm, make_batch):
 
 def test_sweep_runs_resumes_skips_and_reports(shapes_data, tmp_path, monkeypatch, capsys):
   workdir = tmp_path / "w"
+  results = workdir / "results"   # --quick's default
   # Real training (2 steps, tiny model) for the C4 and a C5 arm.
   assert run.main(quick_args(workdir, shapes_data, "--only", ",".join(REAL))) == 0
-  assert sorted(os.listdir(workdir)) == sorted([*REAL, "results.json", "table2.md", "table2.png"])
+  assert sorted(os.listdir(workdir)) == sorted([*REAL, "results"])
+  assert sorted(os.listdir(results)) == sorted([*REAL, "results.json", "table2.md", "table2.png"])
   for arm in REAL:
-    final = json.load(open(workdir / arm / "seed0" / run.FINAL))
-    assert final["steps"] == table2.QUICK_STEPS and final["wall_s"] > 0
+    final = json.load(open(results / arm / "seed0.json"))
+    assert final["steps"] == table2.QUICK_STEPS and final["wall_s"] > 0 and final["s_per_step"] > 0
     assert all(0 <= final[m] <= 100 for m in sweep.METRICS)
+    assert final["arm"] == arm and final["seed"] == 0 and final["config"]["model"]["width"] == 8
+    assert final["machine"] and final["date"].endswith("UTC") and len(final["load_avg"]) == 3
 
   # The rest with a stand-in trainer; the finished real arms are skipped. One run is preempted:
   # the sweep stops there, and the next invocation trains it (the real trainer resumes its checkpoint).
   fake = FakeTrainer(preempt=["mlp"])
   monkeypatch.setattr(loop, "train", fake)
+  plot = report.plot
+  monkeypatch.setattr(report, "plot", lambda *args: None)   # a chart per run: slow, drawn below
   assert run.main(quick_args(workdir, shapes_data)) == 1
-  assert fake.calls[-1] == "mlp" and not (workdir / "mlp" / "seed0" / run.FINAL).exists()
+  assert fake.calls[-1] == ("mlp", 0) and not (results / "mlp" / "seed0.json").exists()
   out = capsys.readouterr().out
   assert all(f"{arm} seed 0: skip" in out for arm in REAL)
   assert "mlp seed 0: preempted" in out
   assert run.main(quick_args(workdir, shapes_data, "--seeds", "2")) == 0
-  expected = [a.name for a in ARMS if a.name not in REAL]
-  assert sorted(fake.calls) == sorted(expected + ["mlp"] + [a.name for a in ARMS])   # seed 1 for all
+  trained = [a.name for a in ARMS if a.name not in REAL]
+  assert sorted(fake.calls) == sorted([(a, 0) for a in trained] + [("mlp", 0)] + [(a.name, 1) for a in ARMS])
+  seeds = [seed for _, seed in fake.calls]
+  assert seeds == sorted(seeds)   # seed 0 of every arm before any seed 1
   out = capsys.readouterr().out
   assert "ETA" in out and all(f"{arm} seed 0: skip" in out for arm in REAL)
+  assert json.load(open(results / "mlp" / "seed1.json"))["s_per_step"] == pytest.approx(2 / 4.0)
 
   # Everything finished: a rerun trains nothing.
   fake.calls.clear()
+  monkeypatch.setattr(report, "plot", plot)
   assert run.main(quick_args(workdir, shapes_data, "--seeds", "2")) == 0
   assert fake.calls == []
-  results = json.load(open(workdir / "results.json"))
-  assert sorted(results["arms"]) == sorted(a.name for a in ARMS)
-  assert all(sorted(arm["seeds"]) == ["0", "1"] for arm in results["arms"].values())
-  table = (workdir / "table2.md").read_text()
+  content = json.load(open(results / "results.json"))
+  assert sorted(content["arms"]) == sorted(a.name for a in ARMS)
+  assert all(sorted(arm["seeds"]) == ["0", "1"] for arm in content["arms"].values())
+  table = (results / "table2.md").read_text()
   assert paper.SOURCE in table and paper.AGNOSTIC_SOURCE in table
   assert table.count("### (") == len(table2.SUBTABLES)
   assert "**yes**" in table or "**no**" in table
-  assert (workdir / "table2.png").stat().st_size > 10_000
+  assert f"| `mlp` | 2 | {2 / 4.0:.2f} |" in table
+  assert (results / "table2.png").stat().st_size > 10_000
 
   # Another config in the same workdir is an error, not a silent mix.
   with pytest.raises(ValueError, match="holds a run of another config"):
     run.main(quick_args(workdir, shapes_data, "--steps", "3"))
 
 
-def test_report_only_and_readme(tmp_path, monkeypatch, shapes_data):
+def test_resume_on_a_fresh_clone_from_the_result_files(shapes_data, tmp_path, monkeypatch, capsys):
+  """Only the result files survive (the committed ones): runs that have one are skipped, the others
+  train; a result file of another config is an error."""
+  fake = FakeTrainer()
+  monkeypatch.setattr(loop, "train", fake)
+  results = tmp_path / "committed"
+  assert run.main(quick_args(tmp_path / "w1", shapes_data, "--only", "b", "--results", str(results))) == 0
+  (results / "softmax" / "seed0.json").unlink()
+  fake.calls.clear()
+  assert run.main(quick_args(tmp_path / "w2", shapes_data, "--only", "b", "--results", str(results))) == 0
+  assert fake.calls == [("softmax", 0)]
+  assert "r18_fpn seed 0: skip" in capsys.readouterr().out
+  with pytest.raises(ValueError, match=r"seed0.json holds a run of another config \(differs in .*train.steps"):
+    run.main(quick_args(tmp_path / "w3", shapes_data, "--only", "b", "--results", str(results), "--steps", "3"))
+
+
+def test_report_only_needs_only_the_result_files(tmp_path, monkeypatch, shapes_data):
   monkeypatch.setattr(loop, "train", FakeTrainer())
-  workdir = tmp_path / "w"
-  assert run.main(quick_args(workdir, shapes_data, "--only", "b")) == 0
-  (workdir / "results.json").unlink()
-  readme = tmp_path / "README.md"
+  results = tmp_path / "experiments" / "results"
+  assert run.main(quick_args(tmp_path / "w", shapes_data, "--only", "b", "--results", str(results))) == 0
+  shutil.rmtree(tmp_path / "w")
+  (results / "results.json").unlink()
+  readme = tmp_path / "experiments" / "README.md"
   readme.write_text(f"intro\n{report.README_BEGIN}\nold\n{report.README_END}\nafter\n")
   monkeypatch.setattr(loop, "train", None)     # --report-only must not train
-  assert run.main(["table2", "--workdir", str(workdir), "--report-only", "--readme", str(readme)]) == 0
+  assert run.main(["table2", "--report-only", "--results", str(results), "--readme", str(readme)]) == 0
   text = readme.read_text()
   assert "old" not in text and text.startswith("intro\n") and text.endswith("after\n")
-  assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![mask AP per arm](table2.png)" in text
-  assert (tmp_path / "table2.png").exists() and (workdir / "results.json").exists()
+  assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![mask AP per arm](results/table2.png)" in text
+  assert (results / "table2.png").exists() and (results / "results.json").exists()
+  assert "config" not in json.load(open(results / "results.json"))["arms"]["softmax"]["seeds"]["0"]
+
+
+def test_config_diff_ignores_added_fields_and_the_data_location():
+  saved = {"model": {"width": 32, "old": 1}, "data": {"data_dir": "/a", "name": "x"}}
+  assert run.config_diff(saved, {"model": {"width": 32, "new": 2}, "data": {"data_dir": "b", "name": "x"}}) == []
+  assert run.config_diff(saved, {"model": {"width": 16}, "data": {"name": "y"}}) == ["data.name", "model.width"]
 
 
 def _stats(**rows):
