@@ -44,9 +44,13 @@ def steps_runs(trainer_config, jax_env, tmp_path_factory):
 
 def test_four_devices_match_one_device(steps_runs):
   reference, sharded = steps_runs["1dev-1shards"], steps_runs["4dev-1shards"]
-  # Float32 reduction order over 4 shards: 3.5e-5 relative after 4 steps was measured with this init.
+  # The first update is exact up to float32 reduction order over the 4 shards, so step 2's loss is too
+  # (a sharding bug, e.g. gradients not averaged over devices, shows here). Later steps can flip a
+  # discrete choice (a near-tied proposal or sampled RoI): with this init step 3's loss moved 3e-5 and
+  # parameters up to 1.5e-4 after 4 steps, so those are compared at that looser scale.
+  np.testing.assert_allclose(sharded["losses"][:2], reference["losses"][:2], rtol=1e-5)
   np.testing.assert_allclose(sharded["losses"], reference["losses"], rtol=1e-4)
-  assert_params_close(sharded, reference, rtol=1e-4, atol=1e-6)
+  assert_params_close(sharded, reference, rtol=1e-3, atol=5e-4)
 
 
 def test_two_processes_match_one_process(steps_runs, trainer_config, jax_env, tmp_path):
