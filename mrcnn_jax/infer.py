@@ -81,7 +81,7 @@ def _run(parser, args) -> int:
     except OSError as e:
       parser.error(f"--images: cannot read {path}: {e}")
   detections = mrcnn_jax.predict(model, images, score_threshold=args.score_threshold,
-                       nms_threshold=args.nms_threshold, max_detections=args.max_detections)
+                                 nms_threshold=args.nms_threshold, max_detections=args.max_detections)
   os.makedirs(args.out, exist_ok=True)
   results = []
   for b, (path, name) in enumerate(zip(args.images, picture_names(args.images))):
