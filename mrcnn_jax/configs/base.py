@@ -79,6 +79,8 @@ def get_config() -> ml_collections.ConfigDict:
       pooler_resolution=14, conv_dim=256, num_convs=4, mlp_dim=1024,
       rois_per_image=0,       # foreground RoIs per image the mask loss trains on; 0: all (Detectron2)
       paste_border="clamp",   # paste-back: clamp (an all-ones mask fills its box) | zeros (Detectron2's grid_sample)
+      detections_per_pass=20,  # detect: mask head on this many detection slots at a time, skipping the
+                               # passes after the last valid detection; 0: all slots in one pass
   ))
 
   config.train = ml_collections.ConfigDict(dict(

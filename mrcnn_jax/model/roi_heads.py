@@ -47,6 +47,10 @@ class ROIHeads(nnx.Module):
                        "slots, roi.batch_per_image * roi.positive_fraction; 0 takes them all), "
                        f"got {m.mask.rois_per_image}")
     self.mask_rois = m.mask.rois_per_image or slots
+    if m.mask.detections_per_pass < 0:
+      raise ValueError("config.model.mask.detections_per_pass must be >= 0 (0: all detection slots in "
+                       f"one pass), got {m.mask.detections_per_pass}")
+    self.detections_per_pass = m.mask.detections_per_pass
     self.roi_cfg, self.box_weights, self.mask_loss_kind = m.roi, tuple(m.roi.box_weights), m.mask_loss
     self.pooler = FrozenDict(method=m.pooler, sampling_ratio=m.roi.sampling_ratio, aligned=m.roi.aligned,
                              max_sampling_ratio=m.roi.max_sampling_ratio,
@@ -109,10 +113,36 @@ class ROIHeads(nnx.Module):
     boxes, scores, classes, valid = jax.vmap(functools.partial(
         detect_boxes, cfg=self.roi_cfg, box_weights=self.box_weights, score_threshold=score_threshold,
         nms_threshold=nms_threshold))(cls_logits, box_deltas, proposals, proposal_valid, image_size)
-    logits = self.mask_logits(features, boxes)
-    masks = mask_probabilities(logits, classes.reshape(-1), self.mask_loss_kind)
     return {"boxes": boxes, "scores": scores, "classes": classes,
-            "masks": masks.reshape(*classes.shape, *logits.shape[1:3]), "valid": valid}
+            "masks": self.detection_masks(features, boxes, classes, valid), "valid": valid}
+
+  def detection_masks(self, features, boxes, classes, valid) -> jax.Array:
+    """Mask probabilities [B,D,M,M] of detections boxes [B,D,4], classes [B,D], valid [B,D].
+
+    The mask head runs on ``mask.detections_per_pass`` slots at a time. Detections come valid first,
+    so the passes after every image's last valid slot are skipped (their masks stay 0): the static
+    bound D costs mask-head work only where there are detections.
+    """
+    b, d = classes.shape
+    chunk = min(self.detections_per_pass or d, d)
+    passes = -(-d // chunk)
+    pad = lambda x: jnp.pad(x, [(0, 0), (0, passes * chunk - d)] + [(0, 0)] * (x.ndim - 2))
+    boxes, classes, valid = pad(boxes), pad(classes), pad(valid)
+    take = lambda x, i: jax.lax.dynamic_slice_in_dim(x, i * chunk, chunk, axis=1)
+
+    def masks_of(i):
+      logits = self.mask_logits(features, take(boxes, i))
+      probs = mask_probabilities(logits, take(classes, i).reshape(-1), self.mask_loss_kind)
+      return probs.reshape(b, chunk, *probs.shape[1:])
+
+    first = masks_of(0)
+    masks = jnp.zeros((b, passes * chunk, *first.shape[2:]), first.dtype).at[:, :chunk].set(first)
+    _, masks = jax.lax.while_loop(
+        lambda carry: (carry[0] < passes) & jnp.any(take(valid, carry[0])),
+        lambda carry: (carry[0] + 1, jax.lax.dynamic_update_slice_in_dim(
+            carry[1], masks_of(carry[0]), carry[0] * chunk, axis=1)),
+        (1, masks))
+    return masks[:, :d]
 
 
 class StandardROIHeads(ROIHeads):

@@ -124,6 +124,29 @@ def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
     build_model(make_config(**{"mask.rois_per_image": slots + 1}))
 
 
+def test_detection_masks_run_in_passes_that_stop_after_the_last_valid_detection(make_config, make_batch):
+  batch = make_batch(make_config(), num_instances=2)
+  detect = nnx.jit(lambda m, i, s, t: m.detect(i, s, score_threshold=t))
+  model = build_model(make_config(**{"mask.detections_per_pass": 0}))
+  graphdef, state = nnx.split(model)
+  chunked = nnx.merge(nnx.graphdef(build_model(make_config(**{"mask.detections_per_pass": 3}))), state)
+  run = lambda m, threshold: jax.tree.map(np.asarray, detect(m, batch["image"], batch["image_size"], threshold))
+  every = run(model, 0.0)
+  assert every["valid"].sum(axis=1).min() > 3   # more than one pass of 3
+  # Keeps at most 3 detections per image (the 4th best score at most): all in the first pass.
+  for threshold in (0.0, every["scores"][:, 3].max()):
+    one, passes = run(model, threshold), run(chunked, threshold)
+    valid = one["valid"]
+    np.testing.assert_array_equal(passes["valid"], valid)
+    np.testing.assert_allclose(passes["masks"][valid], one["masks"][valid], rtol=1e-5, atol=1e-6)
+    assert np.all(valid[:, :-1] >= valid[:, 1:])   # valid first: what lets passes stop early
+  assert 0 < valid.sum(axis=1).max() <= 3
+  # Slots 3.. are never computed in passes of 3, while one pass computes them all.
+  assert np.all(passes["masks"][:, 3:] == 0) and np.any(one["masks"][:, 3:] != 0)
+  with pytest.raises(ValueError, match="detections_per_pass"):
+    build_model(make_config(**{"mask.detections_per_pass": -1}))
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("head", "c3", "head"), ("pooler", "roi_magic", "pooler"), ("mask_loss", "dice", "mask_loss"),
     ("mask_head", "transformer", "mask_head"), ("backbone", "resnet7", "backbone"), ("dtype", "float16", "dtype"),
