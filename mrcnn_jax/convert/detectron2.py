@@ -60,8 +60,9 @@ IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generat
 FC1 = "roi_heads.box_head.fc1.weight"
 CLS_SCORE = "roi_heads.box_predictor.cls_score."
 FPN_CHANNELS = 256
-# Caffe2 names of an ImageNet ResNet -> Detectron2's, applied in order; C2_IGNORED are dropped (the
-# ImageNet classifier, SGD momenta), as Detectron2 ignores them.
+# Caffe2 names of an ImageNet ResNet -> Detectron2's, applied in order; C2_IGNORED are dropped, as
+# Detectron2's model has no place for them: the ImageNet classifier, SGD momenta, the stem's bias
+# (MSRA's R-50.pkl has one, of about 1e-9).
 C2_RULES = (
     (r"_bn_s$", ".norm.weight"), (r"_bn_b$", ".norm.bias"), (r"_w$", ".weight"),
     (r"^(?:res_)?conv1\.", "stem.conv1."),
@@ -69,7 +70,7 @@ C2_RULES = (
     (r"^(res\d)_(\d+)_branch2([abc])\.", lambda m: f"{m[1]}.{m[2]}.conv{'abc'.index(m[3]) + 1}."),
     (r"^", "backbone.bottom_up."),
 )
-C2_IGNORED = re.compile(r"^fc1000_[wb]$|_momentum$")
+C2_IGNORED = re.compile(r"^fc1000_[wb]$|_momentum$|^conv1_b$")
 C2_STEM = "res_conv1_bn_s"                 # a name that only an ImageNet ResNet in Caffe2's names has
 FROZEN_BN_EPS = 1e-5                       # Detectron2's FrozenBatchNorm2d's, and resnet.FrozenBatchNorm's
 # The input and ResNet of Detectron2's MSRA weights (and so of its model zoo): BGR, mean (103.53,

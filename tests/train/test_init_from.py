@@ -49,15 +49,16 @@ def d2_layout(name: str, array: np.ndarray) -> np.ndarray:
 
 
 def random_variables(config, seed=1):
-  """{our path: array} of a model for ``config``: initialised from ``seed``, frozen-BN statistics random."""
+  """{our path: array} for a model of ``config``: kernels He-normal, biases 0, frozen-BN statistics random."""
   rng = np.random.default_rng(seed)
-  flat = nnx.to_flat_state(nnx.state(build_model(config, seed=seed)))
   out = {}
-  for path, variable in flat:
-    array = np.asarray(variable[...])
+  for path, variable in nnx.to_flat_state(nnx.state(nnx.eval_shape(lambda: build_model(config)))):
+    shape = variable.shape
     if isinstance(variable, nnx.BatchStat):
-      array = rng.uniform(0.5, 1.5, array.shape).astype(np.float32)
-    out["/".join(map(str, path))] = array
+      array = rng.uniform(0.5, 1.5, shape)
+    else:
+      array = rng.standard_normal(shape) * np.sqrt(2 / np.prod(shape[:-1])) if len(shape) > 1 else np.zeros(shape)
+    out["/".join(map(str, path))] = array.astype(np.float32)
   return out
 
 
@@ -146,7 +147,7 @@ def imagenet(tmp_path_factory, make_config):
              for path, array in random_variables(resnet, seed=2).items()
              if path.startswith("backbone/bottom_up/") and not path.endswith(("/mean", "/var"))}  # BN folded
   weights.update(fc1000_w=np.ones((10, 64), np.float32), fc1000_b=np.ones(10, np.float32),
-                 res2_0_branch2a_w_momentum=np.ones(1, np.float32))
+                 res2_0_branch2a_w_momentum=np.ones(1, np.float32), conv1_b=np.full(8, 1e-9, np.float32))
   assert {"conv1_w", "res_conv1_bn_s", "res2_0_branch2a_w", "res2_0_branch2a_bn_b", "res3_0_branch1_w"} <= set(weights)
   src, out = tmp_path_factory.mktemp("c2") / "R-18.pkl", tmp_path_factory.mktemp("imagenet")
   src.write_bytes(pickle.dumps(weights, protocol=2))
