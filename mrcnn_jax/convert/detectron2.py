@@ -60,6 +60,7 @@ IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generat
 FC1 = "roi_heads.box_head.fc1.weight"
 CLS_SCORE = "roi_heads.box_predictor.cls_score."
 FPN_CHANNELS = 256
+STEM = "backbone.bottom_up.stem.conv1.weight"
 # Caffe2 names of an ImageNet ResNet -> Detectron2's, applied in order; C2_IGNORED are dropped, as
 # Detectron2's model has no place for them: the ImageNet classifier, SGD momenta, the stem's bias
 # (MSRA's R-50.pkl has one, of about 1e-9).
@@ -154,7 +155,9 @@ def resnet_fields(weights: dict[str, np.ndarray]) -> dict:
   names = [name for name, known in RESNETS.items() if known == spec]
   if not names:
     raise UserError(f"a ResNet of {spec.block} blocks, {depths} in res2..res5: none of {', '.join(RESNETS)}")
-  return {"model.backbone": names[0], "model.width": weights["backbone.bottom_up.stem.conv1.weight"].shape[0]}
+  if STEM not in weights:
+    raise UserError(f"the checkpoint has no {STEM}")
+  return {"model.backbone": names[0], "model.width": weights[STEM].shape[0]}
 
 
 def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:
