@@ -58,6 +58,9 @@ def load(path: str) -> MaskRCNN:
   from mrcnn_jax.train.checkpoint import restore_variables  # pylint: disable=import-outside-toplevel
   workdir, step = _split_path(path)
   config = load_config(workdir)
+  if config.pretrained.backbone_only:
+    raise UserError(f"{workdir} holds an ImageNet backbone, not a model: train from it with "
+                    f"--config.train.init_from={workdir}")
   abstract = nnx.eval_shape(lambda: build_model(config))
   like = {"params": nnx.state(abstract, nnx.Param), "batch_stats": nnx.state(abstract, nnx.BatchStat)}
   restored = restore_variables(workdir, like, step)  # first: a missing checkpoint fails fast

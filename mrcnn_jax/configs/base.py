@@ -12,7 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.class_names = ()      # (): the dataset's names
 
   # Where imported weights came from (python -m mrcnn_jax.convert); "" for a model trained here.
-  config.pretrained = ml_collections.ConfigDict(dict(source="", file="", sha256=""))
+  # backbone_only: the checkpoint holds only an ImageNet ResNet (at backbone/bottom_up), to start
+  # training from (train.init_from), not a model to run.
+  config.pretrained = ml_collections.ConfigDict(dict(source="", file="", sha256="", backbone_only=False))
 
   config.data = ml_collections.ConfigDict(dict(
       # COCO 2017 with instance masks, prepared by the folder builder:
@@ -99,5 +101,8 @@ def get_config() -> ml_collections.ConfigDict:
       keep=3,
       eval_every=0,           # >0: every N steps and at the end; 0: only at the end; <0: never
       log_every=20,
+      # A converted workdir (python -m mrcnn_jax.convert: a whole model or an ImageNet backbone) whose
+      # weights start the run; its ResNet and input fields replace model's (train/init_from.py).
+      init_from="",
   ))
   return config

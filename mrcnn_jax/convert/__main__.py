@@ -1,7 +1,8 @@
 """Command line: ``python -m mrcnn_jax.convert detectron2 SRC.pkl|SRC.pth --out WORKDIR [--config.a.b=value ...]``.
 
 Writes a workdir (config.json + an Orbax checkpoint) that ``mrcnn_jax.load``, ``python -m mrcnn_jax.infer``
-and ``python -m mrcnn_jax.evaluate`` open. ``--config.*`` overrides the converted config, e.g.
+and ``python -m mrcnn_jax.evaluate`` open, or, from an ImageNet backbone (Detectron2's R-50.pkl), one that
+training starts from (``--config.train.init_from=WORKDIR``). ``--config.*`` overrides the converted config, e.g.
 ``--config.data.canvas=512 --config.data.min_size=512 --config.data.max_size=512``. Exit code 2 (one
 line on stderr) for a user error: an unreadable or mismatched checkpoint, an unknown config field.
 """
@@ -28,8 +29,10 @@ def main(argv=None) -> int:
   def run():
     from mrcnn_jax.convert import detectron2  # pylint: disable=import-outside-toplevel
     config = detectron2.convert(args.src, args.out, parse_overrides(rest))
-    print(f"wrote {args.out}: {config.model.backbone}-FPN, {config.num_classes} classes, "
-          f"canvas {config.data.canvas}, from {args.src} (sha256 {config.pretrained.sha256})")
+    what = (f"an ImageNet {config.model.backbone} (for --config.train.init_from={args.out})"
+            if config.pretrained.backbone_only else
+            f"{config.model.backbone}-FPN, {config.num_classes} classes, canvas {config.data.canvas}")
+    print(f"wrote {args.out}: {what}, from {args.src} (sha256 {config.pretrained.sha256})")
   return errors.run_cli(run)
 
 

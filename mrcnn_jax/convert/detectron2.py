@@ -1,6 +1,15 @@
-"""Detectron2 Mask R-CNN R50/R101-FPN checkpoints (``mask_rcnn_R_50_FPN_{1x,3x}``) -> a mrcnn_jax workdir.
+"""Detectron2 Mask R-CNN FPN checkpoints (``mask_rcnn_R_50_FPN_{1x,3x}``) and its ImageNet backbones
+(``ImageNetPretrained/MSRA/R-50.pkl``) -> a mrcnn_jax workdir.
 
     python -m mrcnn_jax.convert detectron2 model_final.pkl --out runs/d2 [--config.data.canvas=512 ...]
+    python -m mrcnn_jax.convert detectron2 R-50.pkl --out runs/r50_imagenet   # then train.init_from
+
+Which of the two a file is, its names say: a Mask R-CNN's start with ``backbone.``, ``roi_heads.``, ...;
+an ImageNet ResNet's are Caffe2's (``conv1_w``, ``res_conv1_bn_s``, ``res2_0_branch2a_w``, ...), renamed
+to Detectron2's by ``C2_RULES`` as Detectron2's loader does. Its BatchNorm is folded into the ``_bn_s``
+scale and ``_bn_b`` bias; Detectron2's FrozenBatchNorm2d adds mean 0 and variance 1 - eps, so do we.
+The workdir of a backbone holds the ResNet alone, at its path in an FPN model (``backbone/bottom_up``),
+and ``config.pretrained.backbone_only`` (see ``mrcnn_jax.train.init_from``).
 
 Names: our tree follows Detectron2's module names, so ``NAME_RULES`` (regex substitutions on the dotted
 name) turn every source name into our path. Layouts (``to_ours``): conv OIHW -> HWIO; linear [out,in] ->
@@ -12,10 +21,10 @@ background), RPN outputs (anchor-major, deltas a*4+(dx,dy,dw,dh)) and the anchor
 ratios, ratios 0.5, 1, 2: ``ops.anchors``).
 
 ``detectron2_config`` is the inference config that reproduces Detectron2's (meta.json of the oracle in
-``../shared/oracles/detectron2_r50_fpn`` cites each fact): BGR input, mean (103.53, 116.28, 123.675),
-std 1, frozen BN, stride in the 1x1 convs, test sizes 800 / 1333, RoIAlign's adaptive sampling grid,
-every (proposal, class) candidate to NMS, the grid_sample paste. The rest (anchors, RPN and RoI-head
-thresholds, level assignment, box coder) is the base config's already.
+``../shared/oracles/detectron2_r50_fpn`` cites each fact): the input and ResNet of ``MSRA``, test sizes
+800 / 1333, RoIAlign's adaptive sampling grid, every (proposal, class) candidate to NMS, the
+grid_sample paste. The rest (anchors, RPN and RoI-head thresholds, level assignment, box coder) is the
+base config's already. The ResNet's depth and width are read from the weights (``resnet_fields``).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from mrcnn_jax.checkpoints import save_config
 from mrcnn_jax.data.coco_classes import COCO_CLASSES
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import build_model
+from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
 
 # Applied in order to a Detectron2 name; the result, "." -> "/", is our path.
 NAME_RULES = (
@@ -49,8 +59,25 @@ NAME_RULES = (
 IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
 FC1 = "roi_heads.box_head.fc1.weight"
 CLS_SCORE = "roi_heads.box_predictor.cls_score."
-BACKBONES = {6: "resnet50", 23: "resnet101"}  # res4's block count
 FPN_CHANNELS = 256
+STEM = "backbone.bottom_up.stem.conv1.weight"
+# Caffe2 names of an ImageNet ResNet -> Detectron2's, applied in order; C2_IGNORED are dropped, as
+# Detectron2's model has no place for them: the ImageNet classifier, SGD momenta, the stem's bias
+# (MSRA's R-50.pkl has one, of about 1e-9).
+C2_RULES = (
+    (r"_bn_s$", ".norm.weight"), (r"_bn_b$", ".norm.bias"), (r"_w$", ".weight"),
+    (r"^(?:res_)?conv1\.", "stem.conv1."),
+    (r"^(res\d)_(\d+)_branch1\.", r"\1.\2.shortcut."),
+    (r"^(res\d)_(\d+)_branch2([abc])\.", lambda m: f"{m[1]}.{m[2]}.conv{'abc'.index(m[3]) + 1}."),
+    (r"^", "backbone.bottom_up."),
+)
+C2_IGNORED = re.compile(r"^fc1000_[wb]$|_momentum$|^conv1_b$")
+C2_STEM = "res_conv1_bn_s"                 # a name that only an ImageNet ResNet in Caffe2's names has
+FROZEN_BN_EPS = 1e-5                       # Detectron2's FrozenBatchNorm2d's, and resnet.FrozenBatchNorm's
+# The input and ResNet of Detectron2's MSRA weights (and so of its model zoo): BGR, mean (103.53,
+# 116.28, 123.675), std 1, stride in the bottlenecks' 1x1 convs, frozen BN, stem and res2 frozen.
+MSRA = {"model.norm": "frozen_bn", "model.freeze_at": 2, "model.stride_in_1x1": True, "model.input_format": "BGR",
+        "model.pixel_mean": (103.53, 116.28, 123.675), "model.pixel_std": (1.0, 1.0, 1.0)}
 
 
 def our_path(name: str) -> str:
@@ -76,6 +103,22 @@ def to_ours(name: str, array: np.ndarray) -> np.ndarray:
   return array
 
 
+def from_caffe2(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """An ImageNet ResNet in Caffe2's names (``res2_0_branch2a_bn_s``) -> Detectron2's names in a Mask
+  R-CNN (``backbone.bottom_up.res2.0.conv1.norm.weight``), with the statistics of its frozen BN."""
+  out = {}
+  for name, array in weights.items():
+    if C2_IGNORED.search(name):
+      continue
+    for pattern, replacement in C2_RULES:
+      name = re.sub(pattern, replacement, name)
+    out[name] = array
+    if name.endswith(".norm.weight"):
+      out[name.replace(".weight", ".running_mean")] = np.zeros_like(array)
+      out[name.replace(".weight", ".running_var")] = np.ones_like(array) - np.float32(FROZEN_BN_EPS)
+  return out
+
+
 def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
   """Detectron2 state dict -> {our path: float32 array} for our variables' ``shapes`` {path: shape}.
 
@@ -98,31 +141,50 @@ def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) ->
   problems = [f"{len(v)} {what}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
               for what, v in (("unexpected", unexpected), ("missing", missing), ("misshapen", misshapen)) if v]
   if problems:
-    raise UserError("the checkpoint does not fit a Detectron2 R50/R101-FPN Mask R-CNN: " + "; ".join(problems))
+    raise UserError("the checkpoint does not fit a Detectron2 Mask R-CNN or ResNet: " + "; ".join(problems))
   return out
 
 
+def resnet_fields(weights: dict[str, np.ndarray]) -> dict:
+  """``model.backbone`` (the RESNETS entry with the block kind and res2..res5 block counts of the ResNet
+  in ``weights``, Detectron2's names) and ``model.width`` (the stem's output channels)."""
+  blocks = {match.groups() for match in map(re.compile(r"backbone\.bottom_up\.(res[2-5])\.(\d+)\.(\w+)\.").match,
+                                            weights) if match}
+  depths = tuple(len({block for stage, block, _ in blocks if stage == name}) for name in STAGE_NAMES)
+  spec = ResNetSpec("bottleneck" if any(layer == "conv3" for *_, layer in blocks) else "basic", depths)
+  names = [name for name, known in RESNETS.items() if known == spec]
+  if not names:
+    raise UserError(f"a ResNet of {spec.block} blocks, {depths} in res2..res5: none of {', '.join(RESNETS)}")
+  if STEM not in weights:
+    raise UserError(f"the checkpoint has no {STEM}")
+  return {"model.backbone": names[0], "model.width": weights[STEM].shape[0]}
+
+
+def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:
+  """The R-CNN config for training from the ImageNet ResNet ``weights`` (Detectron2's names, see
+  ``from_caffe2``): r50_fpn_coco with its depth and width, ``MSRA`` and ``pretrained.backbone_only``."""
+  config = configs.get("r50_fpn_coco")
+  return configs.override(config, {**resnet_fields(weights), **MSRA, "pretrained.backbone_only": True,
+                                   **(overrides or {})})
+
+
 def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """Our config for a Detectron2 FPN Mask R-CNN's ``weights`` (classes and depth read from them), with
-  Detectron2's inference settings, then ``overrides`` ({dotted field: value})."""
+  """Our config for a Detectron2 FPN Mask R-CNN's ``weights`` (classes, depth and width read from them),
+  with Detectron2's inference settings, then ``overrides`` ({dotted field: value})."""
   if "roi_heads.box_predictor.cls_score.weight" not in weights or "roi_heads.mask_head.predictor.weight" not in weights:
-    raise UserError("the checkpoint has no roi_heads.box_predictor.cls_score / roi_heads.mask_head.predictor: "
-                    "not a Detectron2 Mask R-CNN")
+    raise UserError("the checkpoint is neither a Detectron2 Mask R-CNN (it has no roi_heads.box_predictor."
+                    "cls_score / roi_heads.mask_head.predictor) nor an ImageNet ResNet in Caffe2's names "
+                    f"(no {C2_STEM})")
   if any(name.startswith("roi_heads.res5.") for name in weights):
     raise UserError("a C4 Mask R-CNN (roi_heads.res5): only Detectron2's FPN models are converted")
   num_classes = weights["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
-  blocks = len({n.split(".")[3] for n in weights if n.startswith("backbone.bottom_up.res4.")})
-  if blocks not in BACKBONES:
-    raise UserError(f"res4 has {blocks} blocks: neither ResNet-50 (6) nor ResNet-101 (23)")
   config = configs.get("base")
   configs.override(config, {
       "num_classes": num_classes,
       "class_names": COCO_CLASSES if num_classes == len(COCO_CLASSES) else
                      tuple(f"class_{k}" for k in range(1, num_classes + 1)),
       "data.canvas": 1344, "data.min_size": 800, "data.max_size": 1333,  # TEST sizes; canvas: 1333 -> x32
-      "model.backbone": BACKBONES[blocks], "model.norm": "frozen_bn", "model.head_norm": "", "model.freeze_at": 2,
-      "model.stride_in_1x1": True, "model.input_format": "BGR",
-      "model.pixel_mean": (103.53, 116.28, 123.675), "model.pixel_std": (1.0, 1.0, 1.0),
+      **resnet_fields(weights), **MSRA, "model.head_norm": "",
       # RoIAlign's adaptive grid (POOLER_SAMPLING_RATIO 0), exact for RoIs up to 4:1 on P2..P5 (and all
       # square ones): ops.poolers.exact_grid_bound(7, canvas, aspect=4) is 8 on canvases 512..1344.
       "model.roi.sampling_ratio": 0, "model.roi.max_sampling_ratio": 8,
@@ -137,10 +199,11 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
   return config
 
 
-def build_converted(weights: dict[str, np.ndarray], config: ml_collections.ConfigDict):
-  """A ``MaskRCNN`` for ``config`` holding the converted ``weights`` (parameters and frozen BN statistics)."""
+def build_converted(weights: dict[str, np.ndarray], config: ml_collections.ConfigDict, part=...):
+  """A ``MaskRCNN`` for ``config`` whose variables in ``part`` (an nnx filter: all of them, or the ResNet
+  of a backbone) hold the converted ``weights`` (parameters and frozen BN statistics); abstract elsewhere."""
   model = nnx.eval_shape(lambda: build_model(config))
-  flat = nnx.to_flat_state(nnx.state(model))
+  flat = nnx.to_flat_state(nnx.state(model, part))
   arrays = convert_weights(weights, {"/".join(map(str, path)): v.shape for path, v in flat})
   nnx.update(model, nnx.from_flat_state(
       [(path, type(v)(jnp.asarray(arrays["/".join(map(str, path))]))) for path, v in flat]))
@@ -157,7 +220,8 @@ def sha256_prefix(path: str, length: int = 16) -> str:
 
 
 def convert(src: str, out: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """Reads ``src`` (a Detectron2 .pkl / .pth), writes workdir ``out`` (config.json + checkpoint 0)."""
+  """Reads ``src`` (a Detectron2 .pkl / .pth, or an ImageNet ResNet's .pkl), writes workdir ``out``
+  (config.json + checkpoint 0)."""
   from mrcnn_jax.convert.checkpoint_io import read_checkpoint  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.train.checkpoint import checkpoint_dir, save_imported  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(src):
@@ -165,10 +229,14 @@ def convert(src: str, out: str, overrides: dict | None = None) -> ml_collections
   if os.path.isdir(checkpoint_dir(out)) and os.listdir(checkpoint_dir(out)):
     raise UserError(f"{checkpoint_dir(out)} exists and is not empty: give a new --out")
   weights = read_checkpoint(src)
-  config = detectron2_config(weights, overrides)
+  if C2_STEM in weights:
+    weights = from_caffe2(weights)
+    config, part = backbone_config(weights, overrides), nnx.PathContains("bottom_up")
+  else:
+    config, part = detectron2_config(weights, overrides), ...
   configs.override(config, {"pretrained.source": "detectron2", "pretrained.file": os.path.abspath(src),
                             "pretrained.sha256": sha256_prefix(src)})
-  model = build_converted(weights, config)
+  model = build_converted(weights, config, part)
   save_config(config, out)
-  save_imported(out, nnx.state(model, nnx.Param), nnx.state(model, nnx.BatchStat))
+  save_imported(out, nnx.state(model, nnx.All(nnx.Param, part)), nnx.state(model, nnx.All(nnx.BatchStat, part)))
   return config

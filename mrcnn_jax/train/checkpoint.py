@@ -1,7 +1,7 @@
 """Orbax checkpoints of the train state together with the grain data-iterator position.
 
 Layout: ``<workdir>/checkpoints/<step>/{state,data}``. ``state`` holds the train state
-(``step, params, opt_state, rng``, see train_step.py); ``data`` holds one small JSON file per process
+(``step, params, [batch_stats,] opt_state, rng``, see train_step.py); ``data`` holds one small JSON file per process
 with that process's grain iterator state, so a resumed run continues with exactly the batches an
 uninterrupted run would have seen. Saves are asynchronous (training continues while arrays are
 written); a checkpoint directory appears under its final name only once complete, so a run killed
@@ -14,11 +14,14 @@ import os
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.train import mesh as mesh_lib
+
+VARIABLES = ("params", "batch_stats")  # the model's part of a checkpoint's state
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -82,15 +85,10 @@ def save_imported(workdir: str, params, batch_stats, step: int = 0) -> None:
   manager.close()
 
 
-def restore_variables(workdir: str, like: dict, step: int | None = None) -> dict:
-  """The model variables of a checkpoint (for inference: ``mrcnn_jax.load``), on this process's first
-  device whatever the topology that saved them.
-
-  ``like``: {"params": the ``nnx.State`` of ``nnx.Param``s of a freshly built model (or its abstract
-  version from ``nnx.eval_shape``), optionally "batch_stats": its ``nnx.BatchStat``s}. Returns the same
-  structure with the saved values, for the entries the checkpoint holds ("params" always; "batch_stats"
-  only in imported weights, see ``save_imported``: training never changes them).
-  """
+def _restore_saved(workdir: str, step: int | None, target_of) -> dict:
+  """Checkpoint ``step`` (default: latest) of ``workdir``: the entries of its ``state`` that
+  ``target_of(saved)`` picks from the saved tree of array metadata, as a tree of ShapeDtypeStructs,
+  restored on this process's first device whatever the topology that saved them."""
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(
       read_only=True, save_interval_steps=0, create=False))  # the values read_only implies: no warnings
   step = manager.latest_step() if step is None else step
@@ -99,10 +97,41 @@ def restore_variables(workdir: str, like: dict, step: int | None = None) -> dict
                     "saved one yet?")
   saved = ocp.PyTreeCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = {key: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), value)
-            for key, value in like.items() if key in saved.item_metadata.keys()}
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                        target_of(saved.item_metadata))
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
       partial_restore=True)))
   manager.close()
   return dict(restored["state"])
+
+
+def restore_variables(workdir: str, like: dict, step: int | None = None) -> dict:
+  """The model variables of a checkpoint (for inference: ``mrcnn_jax.load``).
+
+  ``like``: {"params": the ``nnx.State`` of ``nnx.Param``s of a freshly built model (or its abstract
+  version from ``nnx.eval_shape``), optionally "batch_stats": its ``nnx.BatchStat``s}. Returns the same
+  structure with the saved values, for the entries the checkpoint holds ("params" always;
+  "batch_stats" when the model has frozen BatchNorm: imported weights and training checkpoints of
+  such models hold them, see ``save_imported`` and ``train_step.init_state``).
+  """
+  return _restore_saved(workdir, step, lambda saved: {key: value for key, value in like.items()
+                                                      if key in saved.keys()})
+
+
+def read_variables(workdir: str, step: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+  """A checkpoint's "params" and "batch_stats" as saved, whatever model saved them:
+  ``{"params": {"backbone/bottom_up/stem/conv/kernel": array, ...}, "batch_stats": {...}}``
+  (an entry the checkpoint lacks is empty)."""
+  def variables(saved):
+    return {key: saved[key] for key in VARIABLES if key in saved.keys()}
+  restored = _restore_saved(workdir, step, variables)
+  return {key: {_path(path): np.asarray(array)
+                for path, array in jax.tree_util.tree_leaves_with_path(restored.get(key, {}))}
+          for key in VARIABLES}
+
+
+def _path(key_path) -> str:
+  """A saved leaf's key path -> "a/b/c" (without the ``value`` key under which nnx Variables save)."""
+  names = [str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))) for key in key_path]
+  return "/".join(names[:-1] if names[-1] == "value" else names)

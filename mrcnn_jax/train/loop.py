@@ -5,7 +5,8 @@ own shard of the training data, the step runs over a mesh of all devices, and pr
 ``metrics.jsonl``, TensorBoard events and ``config.json``. Reads ``config.train``: seed, steps,
 base_lr, warmup_steps, warmup_factor, decay_steps, momentum, weight_decay, clip_norm,
 checkpoint_every, keep, eval_every (> 0: every that many steps and at the end; 0: only at the end;
-< 0: never), log_every; ``config.data.batch_size`` (global) and ``config.model.freeze_at``.
+< 0: never), log_every, init_from (a converted workdir to start from, see init_from.py);
+``config.data.batch_size`` (global) and ``config.model.freeze_at``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mrcnn_jax.checkpoints import save_config
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import checkpoint as checkpoint_lib
+from mrcnn_jax.train import init_from as init_from_lib
 from mrcnn_jax.train import mesh as mesh_lib
 from mrcnn_jax.train import optimizer as optimizer_lib
 from mrcnn_jax.train import preemption
@@ -55,10 +57,10 @@ def check_finite(step: int, metrics: dict):
 
 
 def init_model(config: ConfigDict, mesh) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
-  """``(graphdef, params, rest)`` of a new model, initialised in one compiled program, replicated."""
+  """``(graphdef, params, batch_stats)`` of a new model, initialised in one compiled program, replicated."""
   graphdef = nnx.graphdef(nnx.eval_shape(lambda: build_model(config, seed=config.train.seed)))
-  init = jax.jit(lambda: nnx.split(build_model(config, seed=config.train.seed), nnx.Param, ...)[1:],
-                 out_shardings=mesh_lib.replicated(mesh))
+  init = jax.jit(lambda: nnx.split(build_model(config, seed=config.train.seed), nnx.Param,
+                                   nnx.BatchStat)[1:], out_shardings=mesh_lib.replicated(mesh))
   return (graphdef, *init())
 
 
@@ -70,12 +72,11 @@ def _check_batch_size(config: ConfigDict, mesh) -> int:
   return batch
 
 
-def _evaluate(graphdef, state, rest, config: ConfigDict, workdir: str, step: int,
-              writer: MetricWriter) -> dict:
+def _evaluate(graphdef, state, config: ConfigDict, workdir: str, step: int, writer: MetricWriter) -> dict:
   """COCO evaluation on process 0 with a host-local copy of the weights (the others wait)."""
   if jax.process_index() != 0:
     return {}
-  model = nnx.merge(graphdef, mesh_lib.local_copy(state["params"]), mesh_lib.local_copy(rest))
+  model = nnx.merge(graphdef, *mesh_lib.local_copy(train_step_lib.variables(state)))
   results = evaluate_lib.evaluate(model, config, workdir)
   writer.write(step, {f"eval/{name}": value for name, value in results.items()})
   logging.info("step %d evaluation: %s", step, results)
@@ -109,19 +110,25 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   mesh = mesh_lib.make_mesh()
   batch_size = _check_batch_size(config, mesh)
   data_lib.resolve_classes(config)
+  if tc.init_from:
+    init_from_lib.take_fields(config, tc.init_from)
   main = jax.process_index() == 0
   if main:
     save_config(config, workdir)
 
-  graphdef, params, rest = init_model(config, mesh)
+  graphdef, params, batch_stats = init_model(config, mesh)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=tc.keep)
+  if tc.init_from and checkpointer.latest_step() is None:
+    imported = init_from_lib.load(tc.init_from, config, {"params": params, "batch_stats": batch_stats})
+    params, batch_stats = jax.device_put((imported["params"], imported["batch_stats"]),
+                                         mesh_lib.replicated(mesh))
   freeze_at = config.model.freeze_at
   tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
-  state = train_step_lib.init_state(params, tx, tc.seed, mesh)
-  step_fn = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh, freeze_at)
+  state = train_step_lib.init_state(params, batch_stats, tx, tc.seed, mesh)
+  step_fn = train_step_lib.make_train_step(graphdef, tx, schedule, mesh, freeze_at)
 
   data_iter = data_lib.train_iterator(config, shard_index=jax.process_index(),
                                       shard_count=jax.process_count())
-  checkpointer = checkpoint_lib.Checkpointer(workdir, keep=tc.keep)
   state = checkpointer.restore(state, data_iter, mesh) or state
   start = int(state["step"])
   if start:
@@ -158,11 +165,11 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
                         step)
         raise Stopped(step, int(watcher.signal))
       if tc.eval_every > 0 and step % tc.eval_every == 0 and step != tc.steps:
-        summary.update(_evaluate(graphdef, state, rest, config, workdir, step, writer))
+        summary.update(_evaluate(graphdef, state, config, workdir, step, writer))
         tick = time.perf_counter()                # img/s counts training time only
     watcher.close()                               # Ctrl-C stops the final evaluation at once
     if tc.eval_every >= 0:
-      summary.update(_evaluate(graphdef, state, rest, config, workdir, int(state["step"]), writer))
+      summary.update(_evaluate(graphdef, state, config, workdir, int(state["step"]), writer))
     return state, summary
   finally:
     bar.close()

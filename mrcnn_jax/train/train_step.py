@@ -1,9 +1,9 @@
 """One jitted training step, data-parallel over a ``jax.sharding.Mesh``.
 
-The model is used the functional NNX way: ``graphdef, params, rest = nnx.split(model, nnx.Param, ...)``
-once on the host, then inside the jitted step ``nnx.merge(graphdef, params, rest).losses(batch, key)``.
-``params`` (fp32, whatever ``config.model.dtype`` the model computes in) are trained; ``rest`` (frozen
-BatchNorm statistics and any other non-parameter state) is a constant of the step.
+The model is used the functional NNX way: ``graphdef, params, batch_stats = nnx.split(model, nnx.Param,
+nnx.BatchStat)`` once on the host, then inside the jitted step ``nnx.merge(graphdef, params,
+batch_stats).losses(batch, key)``. ``params`` (fp32, whatever ``config.model.dtype`` the model computes
+in) are trained; ``batch_stats`` (frozen BatchNorm statistics) ride along in the state unchanged.
 
 Sharding: the batch is split over the mesh's ``data`` axis (``P('data')``) and the train state is
 replicated (``P()``); XLA inserts the gradient all-reduce. The mesh may span many processes: the
@@ -31,19 +31,31 @@ from jax.sharding import Mesh
 from mrcnn_jax.train import mesh as mesh_lib
 from mrcnn_jax.train import optimizer as optimizer_lib
 
-TrainState = dict[str, Any]   # {"step": int32 [], "params": nnx.State, "opt_state": ..., "rng": uint32 [2]}
+# {"step": int32 [], "params": nnx.State, ["batch_stats": nnx.State,] "opt_state": ..., "rng": uint32 [2]}
+TrainState = dict[str, Any]
 
 
-def init_state(params: nnx.State, tx: optax.GradientTransformation, seed: int, mesh: Mesh) -> TrainState:
-  """The step-0 train state, replicated over ``mesh``."""
-  def init(params):
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
-            # A stream apart from nnx.Rngs(seed)'s fold_in(PRNGKey(seed), n) used to initialise the model.
-            "rng": jax.random.split(jax.random.PRNGKey(seed))[1]}
-  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(params)
+def init_state(params: nnx.State, batch_stats: nnx.State, tx: optax.GradientTransformation, seed: int,
+               mesh: Mesh) -> TrainState:
+  """The step-0 train state, replicated over ``mesh``.
+
+  ``batch_stats`` are in it only when the model has any (frozen BN): so checkpoints hold them (imported
+  statistics, which ``mrcnn_jax.load`` reads back) and GroupNorm models' checkpoints keep their layout.
+  """
+  def init(params, batch_stats):
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+             # A stream apart from nnx.Rngs(seed)'s fold_in(PRNGKey(seed), n) used to initialise the model.
+             "rng": jax.random.split(jax.random.PRNGKey(seed))[1]}
+    return {**state, "batch_stats": batch_stats} if batch_stats else state
+  return jax.jit(init, out_shardings=mesh_lib.replicated(mesh))(params, batch_stats)
 
 
-def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientTransformation,
+def variables(state: TrainState) -> tuple[nnx.State, nnx.State]:
+  """``(params, batch_stats)`` of ``state``, for ``nnx.merge(graphdef, *variables(state))``."""
+  return state["params"], state.get("batch_stats", nnx.State({}))
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, mesh: Mesh, freeze_at: int = 0,
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """Returns ``step(state, batch) -> (state, metrics)``, jitted over ``mesh``.
@@ -54,10 +66,9 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
   batch can never reach a checkpoint; the loop stops on ``finite == False``.
   """
   replicated = mesh_lib.replicated(mesh)
-  rest = jax.device_put(rest, replicated)
 
-  def loss_fn(params, rest, batch, key):
-    losses = nnx.merge(graphdef, params, rest).losses(batch, key)
+  def loss_fn(params, batch_stats, batch, key):
+    losses = nnx.merge(graphdef, params, batch_stats).losses(batch, key)
     return sum(losses.values()), losses
 
   def trainable_only(grads):
@@ -66,20 +77,18 @@ def make_train_step(graphdef: nnx.GraphDef, rest: nnx.State, tx: optax.GradientT
     labels = optimizer_lib.frozen_labels(grads, freeze_at)
     return jax.tree.map(lambda g, lab: jnp.zeros_like(g) if lab == "frozen" else g, grads, labels)
 
-  def step(state, rest, batch):
+  def step(state, batch):
     key = jax.random.fold_in(state["rng"], state["step"])
-    (total, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], rest, batch,
-                                                                       key)
+    (total, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(*variables(state), batch, key)
     grad_norm = optax.tree.norm(trainable_only(grads))
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-           "opt_state": opt_state, "rng": state["rng"]}
+    new = {**state, "step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state}
     finite = jnp.isfinite(grad_norm) & jnp.all(jnp.stack([jnp.isfinite(v) for v in losses.values()]))
     new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
     metrics = {**losses, "loss": total, "grad_norm": grad_norm, "lr": schedule(state["step"]),
                "finite": finite}
     return new, metrics
 
-  jitted = jax.jit(step, in_shardings=(replicated, replicated, mesh_lib.batch_sharded(mesh)),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
-  return lambda state, batch: jitted(state, rest, batch)
+  return jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharded(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)

@@ -189,3 +189,16 @@ def test_ctrl_c_in_a_multiprocess_job_goes_through_the_preemption_service(monkey
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   finally:
     signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_resumed_run_keeps_its_checkpoint_and_does_not_import_again(stand_in, trainer_config, tmp_path,
+                                                                       monkeypatch):
+  stand_in(lambda n, batch: batch)
+  loop.train(trainer_config, str(tmp_path))                      # 4 steps, checkpoints 2 and 4
+  calls = []
+  monkeypatch.setattr(loop.init_from_lib, "take_fields", lambda config, workdir: calls.append(workdir))
+  monkeypatch.setattr(loop.init_from_lib, "load", lambda *args: pytest.fail("imported into a resumed run"))
+  config = trainer_config.copy_and_resolve_references()
+  config.train.steps, config.train.init_from = 5, "imported"
+  state, _ = loop.train(config, str(tmp_path))
+  assert int(state["step"]) == 5 and calls == ["imported"]       # its config fields still apply

@@ -35,11 +35,12 @@ def save_params(state, path, **extra):
 def run_steps(config, devices, shard_counts, prefix):
   """Trains from the same initial state once per data layout; saves ``{prefix}-{shards}shards.npz``."""
   mesh = mesh_lib.make_mesh(devices)
-  graphdef, params, rest = loop.init_model(config, mesh)
+  graphdef, params, batch_stats = loop.init_model(config, mesh)
   tx, schedule = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
-  step = train_step_lib.make_train_step(graphdef, rest, tx, schedule, mesh)
+  step = train_step_lib.make_train_step(graphdef, tx, schedule, mesh)
   for shards in shard_counts:
-    state = train_step_lib.init_state(jax.tree.map(jnp.copy, params), tx, config.train.seed, mesh)
+    state = train_step_lib.init_state(*jax.tree.map(jnp.copy, (params, batch_stats)), tx, config.train.seed,
+                                      mesh)
     iterators = [data_lib.train_iterator(config, shard_index=i, shard_count=shards)
                  for i in range(shards)]
     losses = []
