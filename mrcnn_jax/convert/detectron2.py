@@ -29,31 +29,22 @@ base config's already. The ResNet's depth and width are read from the weights (`
 
 from __future__ import annotations
 
-import hashlib
-import math
-import os
 import re
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
 from mrcnn_jax import configs
-from mrcnn_jax.checkpoints import save_config
+from mrcnn_jax.convert import common
 from mrcnn_jax.data.coco_classes import COCO_CLASSES
 from mrcnn_jax.errors import UserError
-from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
 
 # Applied in order to a Detectron2 name; the result, "." -> "/", is our path.
 NAME_RULES = (
     (r"^backbone\.bottom_up\.stem\.conv1\.", "backbone.bottom_up.stem."),
     (r"^(backbone\.bottom_up\.(?:stem|res\d\.\d+\.\w+))\.weight$", r"\1.conv.kernel"),  # ResNet convs
-    (r"\.norm\.weight$", ".norm.scale"),
-    (r"\.norm\.running_mean$", ".norm.mean"),
-    (r"\.norm\.running_var$", ".norm.var"),
-    (r"\.weight$", ".kernel"),
+    *common.NORM_AND_KERNEL_RULES,
 )
 # Non-persistent buffers older checkpoints saved; our config recomputes them.
 IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
@@ -82,25 +73,16 @@ MSRA = {"model.norm": "frozen_bn", "model.freeze_at": 2, "model.stride_in_1x1": 
 
 def our_path(name: str) -> str:
   """Detectron2's name -> our path: ``...res2.0.conv1.norm.running_var`` -> ``.../res2/0/conv1/norm/var``."""
-  for pattern, replacement in NAME_RULES:
-    name = re.sub(pattern, replacement, name)
-  return name.replace(".", "/")
+  return common.apply_rules(name, NAME_RULES)
 
 
 def to_ours(name: str, array: np.ndarray) -> np.ndarray:
   """One Detectron2 tensor in our layout (see the module docstring)."""
   if name.startswith(CLS_SCORE):               # [K+1, in] / [K+1]: background last -> first
     array = np.roll(array, 1, axis=0)
-  if name == FC1:                              # [out, C*S*S] over (C, S, S) -> [(S, S, C), out]
-    side = math.isqrt(array.shape[1] // FPN_CHANNELS)
-    return array.reshape(-1, FPN_CHANNELS, side, side).transpose(2, 3, 1, 0).reshape(-1, array.shape[0])
-  if name.endswith("deconv.weight"):           # [in, out, kh, kw] -> [kh, kw, in, out]
-    return array.transpose(2, 3, 0, 1)
-  if array.ndim == 4:                          # [out, in, kh, kw] -> [kh, kw, in, out]
-    return array.transpose(2, 3, 1, 0)
-  if array.ndim == 2:                          # [out, in] -> [in, out]
-    return array.T
-  return array
+  if name == FC1:
+    return common.fc_after_nchw_flatten(array, FPN_CHANNELS)
+  return common.pytorch_layout(array, transposed=name.endswith("deconv.weight"))
 
 
 def from_caffe2(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -120,29 +102,10 @@ def from_caffe2(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
-  """Detectron2 state dict -> {our path: float32 array} for our variables' ``shapes`` {path: shape}.
-
-  Every source tensor must land on one of ours (but ``IGNORED`` buffers) and every one of ours must be
-  filled with its shape, else a UserError lists what is unexpected, missing or misshapen.
-  """
-  out, unexpected, misshapen = {}, [], []
-  for name, array in weights.items():
-    if IGNORED.match(name):
-      continue
-    path = our_path(name)
-    if path not in shapes:
-      unexpected.append(name)
-      continue
-    array = to_ours(name, np.asarray(array, np.float32))
-    if array.shape != tuple(shapes[path]):
-      misshapen.append(f"{name} -> {path}: {array.shape} vs {tuple(shapes[path])}")
-    out[path] = array
-  missing = sorted(set(shapes) - set(out))
-  problems = [f"{len(v)} {what}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
-              for what, v in (("unexpected", unexpected), ("missing", missing), ("misshapen", misshapen)) if v]
-  if problems:
-    raise UserError("the checkpoint does not fit a Detectron2 Mask R-CNN or ResNet: " + "; ".join(problems))
-  return out
+  """Detectron2 state dict -> {our path: float32 array} for our variables' ``shapes`` {path: shape}
+  (``common.convert_weights``: UserError for what is unexpected, missing or misshapen)."""
+  return common.convert_weights(weights, shapes, rename=lambda name: None if IGNORED.match(name) else our_path(name),
+                                to_ours=to_ours, what="a Detectron2 Mask R-CNN or ResNet")
 
 
 def resnet_fields(weights: dict[str, np.ndarray]) -> dict:
@@ -193,50 +156,18 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
   })
   configs.override(config, overrides or {})
-  if config.data.max_size > config.data.canvas:
-    raise UserError(f"data.max_size {config.data.max_size} exceeds data.canvas {config.data.canvas}: images "
-                    "would be resized past the canvas (set data.min_size and data.max_size with data.canvas)")
+  common.check_sizes(config)
   return config
-
-
-def build_converted(weights: dict[str, np.ndarray], config: ml_collections.ConfigDict, part=...):
-  """A ``MaskRCNN`` for ``config`` whose variables in ``part`` (an nnx filter: all of them, or the ResNet
-  of a backbone) hold the converted ``weights`` (parameters and frozen BN statistics); abstract elsewhere."""
-  model = nnx.eval_shape(lambda: build_model(config))
-  flat = nnx.to_flat_state(nnx.state(model, part))
-  arrays = convert_weights(weights, {"/".join(map(str, path)): v.shape for path, v in flat})
-  nnx.update(model, nnx.from_flat_state(
-      [(path, type(v)(jnp.asarray(arrays["/".join(map(str, path))]))) for path, v in flat]))
-  return model
-
-
-def sha256_prefix(path: str, length: int = 16) -> str:
-  """The first ``length`` hex digits of the file's sha256 (recorded in config.pretrained)."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      digest.update(chunk)
-  return digest.hexdigest()[:length]
 
 
 def convert(src: str, out: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
   """Reads ``src`` (a Detectron2 .pkl / .pth, or an ImageNet ResNet's .pkl), writes workdir ``out``
   (config.json + checkpoint 0)."""
-  from mrcnn_jax.convert.checkpoint_io import read_checkpoint  # pylint: disable=import-outside-toplevel
-  from mrcnn_jax.train.checkpoint import checkpoint_dir, save_imported  # pylint: disable=import-outside-toplevel
-  if not os.path.isfile(src):
-    raise UserError(f"checkpoint {src} not found")
-  if os.path.isdir(checkpoint_dir(out)) and os.listdir(checkpoint_dir(out)):
-    raise UserError(f"{checkpoint_dir(out)} exists and is not empty: give a new --out")
-  weights = read_checkpoint(src)
-  if C2_STEM in weights:
-    weights = from_caffe2(weights)
-    config, part = backbone_config(weights, overrides), nnx.PathContains("bottom_up")
-  else:
-    config, part = detectron2_config(weights, overrides), ...
-  configs.override(config, {"pretrained.source": "detectron2", "pretrained.file": os.path.abspath(src),
-                            "pretrained.sha256": sha256_prefix(src)})
-  model = build_converted(weights, config, part)
-  save_config(config, out)
-  save_imported(out, nnx.state(model, nnx.All(nnx.Param, part)), nnx.state(model, nnx.All(nnx.BatchStat, part)))
-  return config
+  def from_weights(weights):
+    if C2_STEM in weights:
+      weights = from_caffe2(weights)
+      config, prefix = backbone_config(weights, overrides), "backbone/bottom_up/"
+    else:
+      config, prefix = detectron2_config(weights, overrides), ""
+    return (config, *common.converted_state(config, lambda shapes: convert_weights(weights, shapes), prefix))
+  return common.convert_file(src, out, "detectron2", from_weights)

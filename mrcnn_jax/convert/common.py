@@ -1,0 +1,134 @@
+"""What the framework converters (``detectron2.py``, ``torchvision.py``) share: PyTorch layouts -> ours,
+the fit of a renamed state dict to our variables, and writing the workdir.
+
+Each converter gives ``rename`` (source name -> our path, "/"-separated, or None for a tensor it drops)
+and ``to_ours`` (source name, array -> our layout); ``convert_weights`` checks that every kept tensor
+lands on one of our variables with its shape and that every variable is filled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from mrcnn_jax import configs
+from mrcnn_jax.errors import UserError
+from mrcnn_jax.model.mask_rcnn import build_model
+
+
+# A converter's own rules come first; then FrozenBN tensors become our FrozenBatchNorm's and every
+# other weight a kernel.
+NORM_AND_KERNEL_RULES = (
+    (r"\.norm\.weight$", ".norm.scale"),
+    (r"\.norm\.running_mean$", ".norm.mean"),
+    (r"\.norm\.running_var$", ".norm.var"),
+    (r"\.weight$", ".kernel"),
+)
+
+
+def apply_rules(name: str, rules) -> str:
+  """``name`` after each regex (pattern, replacement) of ``rules`` in turn, "." -> "/": our path."""
+  for pattern, replacement in rules:
+    name = re.sub(pattern, replacement, name)
+  return name.replace(".", "/")
+
+
+def pytorch_layout(array: np.ndarray, transposed: bool = False) -> np.ndarray:
+  """A PyTorch weight in our layout: conv [out,in,kh,kw] -> [kh,kw,in,out]; ConvTranspose2d
+  (``transposed``) [in,out,kh,kw] -> [kh,kw,in,out]; linear [out,in] -> [in,out]; others as they are."""
+  if array.ndim == 4:
+    return array.transpose(2, 3, 0, 1) if transposed else array.transpose(2, 3, 1, 0)
+  if array.ndim == 2:
+    return array.T
+  return array
+
+
+def fc_after_nchw_flatten(weight: np.ndarray, channels: int) -> np.ndarray:
+  """A linear weight [out, C*S*S] reading the (C,S,S) flatten of NCHW RoI features -> our kernel
+  [S*S*C, out] reading the (S,S,C) flatten of NHWC ones."""
+  side = int(round((weight.shape[1] // channels) ** 0.5))
+  return weight.reshape(-1, channels, side, side).transpose(2, 3, 1, 0).reshape(-1, weight.shape[0])
+
+
+def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple], *,
+                    rename: Callable[[str], str | None], to_ours: Callable[[str, np.ndarray], np.ndarray],
+                    what: str) -> dict[str, np.ndarray]:
+  """Source state dict -> {our path: float32 array} for our variables' ``shapes`` {path: shape}.
+
+  Every tensor that ``rename`` keeps must land on one of ours and every one of ours must be filled
+  with its shape, else a UserError ("the checkpoint does not fit {what}: ...") lists what is
+  unexpected, missing or misshapen.
+  """
+  out, unexpected, misshapen = {}, [], []
+  for name, array in weights.items():
+    path = rename(name)
+    if path is None:
+      continue
+    if path not in shapes:
+      unexpected.append(name)
+      continue
+    array = to_ours(name, np.asarray(array, np.float32))
+    if array.shape != tuple(shapes[path]):
+      misshapen.append(f"{name} -> {path}: {array.shape} vs {tuple(shapes[path])}")
+    out[path] = array
+  missing = sorted(set(shapes) - set(out))
+  problems = [f"{len(v)} {kind}: {', '.join(v[:6])}{' ...' if len(v) > 6 else ''}"
+              for kind, v in (("unexpected", unexpected), ("missing", missing), ("misshapen", misshapen)) if v]
+  if problems:
+    raise UserError(f"the checkpoint does not fit {what}: " + "; ".join(problems))
+  return out
+
+
+def converted_state(config: ml_collections.ConfigDict, convert: Callable[[dict], dict], prefix: str = ""):
+  """(params, batch_stats) ``nnx.State``s of ``build_model(config)``'s variables under ``prefix``, filled
+  by ``convert({path: shape}) -> {path: array}`` (the other variables are left out)."""
+  model = nnx.eval_shape(lambda: build_model(config))
+  flat = [(path, v) for path, v in nnx.to_flat_state(nnx.state(model)) if _key(path).startswith(prefix)]
+  arrays = convert({_key(path): v.shape for path, v in flat})
+  state = nnx.from_flat_state([(path, type(v)(jnp.asarray(arrays[_key(path)]))) for path, v in flat])
+  return nnx.filter_state(state, nnx.Param, nnx.BatchStat)
+
+
+def _key(path) -> str:
+  return "/".join(map(str, path))
+
+
+def check_sizes(config: ml_collections.ConfigDict) -> None:
+  """UserError when the resize would reach past the canvas."""
+  if config.data.max_size > config.data.canvas:
+    raise UserError(f"data.max_size {config.data.max_size} exceeds data.canvas {config.data.canvas}: images "
+                    "would be resized past the canvas (set data.min_size and data.max_size with data.canvas)")
+
+
+def sha256_prefix(path: str, length: int = 16) -> str:
+  """The first ``length`` hex digits of the file's sha256 (recorded in config.pretrained)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  return digest.hexdigest()[:length]
+
+
+def convert_file(src: str, out: str, source: str, convert: Callable) -> ml_collections.ConfigDict:
+  """Reads checkpoint ``src``, turns it into (config, params, batch_stats) with ``convert(weights)``,
+  records ``source`` in config.pretrained and writes workdir ``out`` (config.json + checkpoint 0)."""
+  from mrcnn_jax.checkpoints import save_config  # pylint: disable=import-outside-toplevel
+  from mrcnn_jax.convert.checkpoint_io import read_checkpoint  # pylint: disable=import-outside-toplevel
+  from mrcnn_jax.train.checkpoint import checkpoint_dir, save_imported  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(src):
+    raise UserError(f"checkpoint {src} not found")
+  if os.path.isdir(checkpoint_dir(out)) and os.listdir(checkpoint_dir(out)):
+    raise UserError(f"{checkpoint_dir(out)} exists and is not empty: give a new --out")
+  config, params, batch_stats = convert(read_checkpoint(src))
+  configs.override(config, {"pretrained.source": source, "pretrained.file": os.path.abspath(src),
+                            "pretrained.sha256": sha256_prefix(src)})
+  save_config(config, out)
+  save_imported(out, params, batch_stats)
+  return config
