@@ -53,6 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
       pixel_std=(58.395, 57.12, 57.375),
       anchor_sizes=(32, 64, 128, 256, 512),
       anchor_ratios=(0.5, 1.0, 2.0),
+      round_anchors=False,    # cell anchors' corners rounded to integers (torchvision's AnchorGenerator)
       # The paper's Table 2 switches.
       pooler="roi_align",     # roi_align | roi_pool | roi_warp
       mask_loss="sigmoid",    # sigmoid (decoupled) | softmax (multinomial across classes)
@@ -75,12 +76,15 @@ def get_config() -> ml_collections.ConfigDict:
       canonical_size=224,     # FPN: RoIs of this side are pooled from P4 (keep on small canvases)
       box_weights=(10.0, 10.0, 5.0, 5.0),
       score_threshold=0.05, nms_threshold=0.5, detections_per_image=100,
+      min_box_size=0.0,       # detections narrower or lower than this (canvas px) dropped before NMS
+                              # (torchvision: 1e-2; 0 keeps all)
       candidates_per_image=2000,  # best (box, class) pairs kept for NMS (a static bound)
   ))
   config.model.mask = ml_collections.ConfigDict(dict(
       pooler_resolution=14, conv_dim=256, num_convs=4, mlp_dim=1024,
       rois_per_image=0,       # foreground RoIs per image the mask loss trains on; 0: all (Detectron2)
-      paste_border="clamp",   # paste-back: clamp (an all-ones mask fills its box) | zeros (Detectron2's grid_sample)
+      paste_border="clamp",   # paste-back: clamp (an all-ones mask fills its box) | zeros (Detectron2's
+                              # grid_sample) | torchvision (its paste_masks_in_image: see ops.paste_masks)
       detections_per_pass=20,  # detect: mask head on this many detection slots at a time, skipping the
                                # passes after the last valid detection; 0: all slots in one pass
   ))

@@ -52,8 +52,9 @@ def detect_boxes(cls_logits, box_deltas, proposals, proposal_valid, image_size, 
   """One image's final detections from the box branch.
 
   Scores are the softmax class probabilities; each (proposal, class) pair above ``score_threshold``
-  is a candidate; the ``cfg.candidates_per_image`` best candidates go through per-class NMS
-  (``nms_threshold``) and the ``cfg.detections_per_image`` best survive.
+  whose clipped box is at least ``cfg.min_box_size`` wide and high is a candidate; the
+  ``cfg.candidates_per_image`` best candidates go through per-class NMS (``nms_threshold``) and the
+  ``cfg.detections_per_image`` best survive.
 
   Args:
     cls_logits [P,K+1], box_deltas [P,K,4], proposals [P,4], proposal_valid [P], image_size [2];
@@ -65,7 +66,8 @@ def detect_boxes(cls_logits, box_deltas, proposals, proposal_valid, image_size, 
   probs = jax.nn.softmax(cls_logits, axis=-1)[:, 1:]
   anchors = jnp.broadcast_to(proposals[:, None], box_deltas.shape)
   boxes = ops.clip_boxes(ops.decode_boxes(box_deltas, anchors, box_weights), image_size[0], image_size[1])
-  keep = proposal_valid[:, None] & (probs > score_threshold)
+  big_enough = jnp.minimum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]) >= cfg.min_box_size
+  keep = proposal_valid[:, None] & (probs > score_threshold) & big_enough
   scores = jnp.where(keep, probs, -jnp.inf).reshape(-1)
   classes = jnp.broadcast_to(jnp.arange(1, num_classes + 1), probs.shape).reshape(-1)
   boxes = boxes.reshape(-1, 4)

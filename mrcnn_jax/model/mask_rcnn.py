@@ -59,8 +59,8 @@ class MaskRCNN(nnx.Module):
       self.backbone = bottom_up
       channels = bottom_up.out_channels[self._single_level()]
     self.proposal_generator = RPN(m.rpn, channels, canvas=config.data.canvas, stride=stride,
-                                  anchor_sizes=m.anchor_sizes, anchor_ratios=m.anchor_ratios, dtype=dtype,
-                                  rngs=rngs)
+                                  anchor_sizes=m.anchor_sizes, anchor_ratios=m.anchor_ratios,
+                                  round_anchors=m.round_anchors, dtype=dtype, rngs=rngs)
     if m.head == "c4":
       self.roi_heads = Res5ROIHeads(config, stride, dtype=dtype, rngs=rngs)
     else:

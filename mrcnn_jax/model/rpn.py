@@ -39,16 +39,17 @@ class RPNHead(nnx.Module):
 
 
 @functools.lru_cache(maxsize=None)
-def anchors(canvas: int, stride: int | None, sizes: tuple, ratios: tuple) -> tuple[np.ndarray, ...]:
+def anchors(canvas: int, stride: int | None, sizes: tuple, ratios: tuple, rounded: bool) -> tuple[np.ndarray, ...]:
   """Per-level anchors [N_l,4] as numpy constants, computed once per canvas outside any trace.
 
   stride None: the FPN pyramid (one size per level, P2..P6); else one map of that stride, all sizes.
+  rounded: cell anchors rounded to integers (``ops.fpn_anchors``).
   """
   with jax.ensure_compile_time_eval():
     if stride is None:
-      levels = ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios)
+      levels = ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios, rounded=rounded)
     else:
-      levels = [ops.c4_anchors(canvas, canvas, stride=stride, sizes=sizes, ratios=ratios)]
+      levels = [ops.c4_anchors(canvas, canvas, stride=stride, sizes=sizes, ratios=ratios, rounded=rounded)]
     return tuple(np.asarray(a, np.float32) for a in levels)
 
 
@@ -60,10 +61,11 @@ class RPN(nnx.Module):
   """
 
   def __init__(self, cfg, in_channels: int, *, canvas: int, stride: int | None, anchor_sizes, anchor_ratios,
-               dtype=None, rngs: nnx.Rngs):
-    """cfg: config.model.rpn; stride: of the single feature map, or None for the FPN pyramid."""
+               round_anchors=False, dtype=None, rngs: nnx.Rngs):
+    """cfg: config.model.rpn; stride: of the single feature map, or None for the FPN pyramid;
+    round_anchors: config.model.round_anchors."""
     self.cfg = cfg
-    self.anchor_spec = (canvas, stride, tuple(anchor_sizes), tuple(anchor_ratios))
+    self.anchor_spec = (canvas, stride, tuple(anchor_sizes), tuple(anchor_ratios), bool(round_anchors))
     per_cell = len(anchor_ratios) * (1 if stride is None else len(anchor_sizes))
     self.rpn_head = RPNHead(in_channels, per_cell, dtype=dtype, rngs=rngs)
 

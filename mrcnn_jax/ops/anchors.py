@@ -6,6 +6,8 @@ size**2 and aspect ratio h / w = ratio: w = size / sqrt(ratio), h = size * sqrt(
 
 Ordering: anchors are listed (y, x, a) row-major, so they line up with a head's conv output
 [Hl, Wl, A] reshaped to [Hl * Wl * A]. Within a cell, a = size_index * len(ratios) + ratio_index.
+With ``rounded`` the cell anchors' corners are rounded to integers (half to even) before they are
+shifted, as torchvision's AnchorGenerator does: (-22.63, -11.31, 22.63, 11.31) becomes (-23, -11, 23, 11).
 Everything here depends only on static Python numbers, so the results are NumPy float32 arrays:
 no device work, and they enter any jitted function as constants.
 """
@@ -15,15 +17,17 @@ import math
 import numpy as np
 
 
-def _cell_anchors(sizes, ratios):
-  """Anchors [len(sizes) * len(ratios), 4] centred at the origin, sizes outer, ratios inner."""
+def _cell_anchors(sizes, ratios, rounded=False):
+  """Anchors [len(sizes) * len(ratios), 4] centred at the origin, sizes outer, ratios inner (corners
+  rounded to integers when ``rounded``)."""
   cells = []
   for size in sizes:
     for ratio in ratios:
       w = size / math.sqrt(ratio)
       h = size * math.sqrt(ratio)
       cells.append((-w / 2, -h / 2, w / 2, h / 2))
-  return np.asarray(cells, np.float64)
+  cells = np.asarray(cells, np.float64)
+  return np.round(cells) if rounded else cells
 
 
 def _grid_anchors(height, width, stride, cells):
@@ -48,7 +52,7 @@ def _check_positive_numbers(name, values):
 
 
 def fpn_anchors(height, width, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 256, 512),
-                ratios=(0.5, 1.0, 2.0)):
+                ratios=(0.5, 1.0, 2.0), rounded=False):
   """Anchors for an FPN pyramid: one size per level.
 
   Args:
@@ -56,6 +60,7 @@ def fpn_anchors(height, width, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 2
     strides: stride of each level (P2..P6 by default).
     sizes: one anchor size per level (same length as strides).
     ratios: aspect ratios h / w, shared by all levels.
+    rounded: cell anchors rounded to integers (torchvision's).
   Returns:
     list over levels of float32 [ceil(height/s) * ceil(width/s) * len(ratios), 4].
   """
@@ -68,12 +73,14 @@ def fpn_anchors(height, width, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 2
     _check_positive_int("strides", stride)
   if len(sizes) != len(strides):
     raise ValueError(f"sizes must give one size per level: {len(sizes)} sizes for {len(strides)} strides")
-  return [_grid_anchors(height, width, s, _cell_anchors((size,), ratios))
+  return [_grid_anchors(height, width, s, _cell_anchors((size,), ratios, rounded))
           for s, size in zip(strides, sizes)]
 
 
-def c4_anchors(height, width, stride=16, sizes=(32, 64, 128, 256, 512), ratios=(0.5, 1.0, 2.0)):
-  """Anchors for a single (C4) feature map: every size x ratio at every cell.
+def c4_anchors(height, width, stride=16, sizes=(32, 64, 128, 256, 512), ratios=(0.5, 1.0, 2.0),
+               rounded=False):
+  """Anchors for a single (C4) feature map: every size x ratio at every cell (``rounded`` as in
+  fpn_anchors).
 
   Returns:
     float32 [ceil(height/stride) * ceil(width/stride) * len(sizes) * len(ratios), 4].
@@ -83,4 +90,4 @@ def c4_anchors(height, width, stride=16, sizes=(32, 64, 128, 256, 512), ratios=(
   _check_positive_int("stride", stride)
   sizes = _check_positive_numbers("sizes", sizes)
   ratios = _check_positive_numbers("ratios", ratios)
-  return _grid_anchors(height, width, stride, _cell_anchors(sizes, ratios))
+  return _grid_anchors(height, width, stride, _cell_anchors(sizes, ratios, rounded))

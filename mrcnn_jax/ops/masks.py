@@ -15,7 +15,10 @@ with RoIAlign's clamp (the box's edge cells extend to the box's edge) and every 
 an all-ones mask fills exactly its box. Border "zeros" is Detectron2's paste
 (`grid_sample(align_corners=False, padding_mode="zeros")`), which blends the border cells with 0 and
 so erodes a mask by up to half a cell along the box's edges (a pixel centre outside the box then
-never reaches 0.5).
+never reaches 0.5). Border "torchvision" is torchvision's paste_masks_in_image: the M x M mask gets a
+ring of zero cells, its box is scaled by (M + 2) / M about its centre and truncated to integer
+pixels [x1, x2] x [y1, y2], and the padded mask is resized onto those (x2 - x1 + 1) x (y2 - y1 + 1)
+pixels (bilinear, align_corners=False, source coordinates clamped at 0).
 """
 
 import functools
@@ -85,6 +88,24 @@ def _zero_padded_taps(lo, hi, length, cells):
   return jax.nn.one_hot(first, cells) * (1 - frac) + jax.nn.one_hot(first + 1, cells) * frac
 
 
+def _resize_taps(lo, hi, length, cells):
+  """Bilinear taps [R, length, cells] of torchvision's paste along one axis of a box [lo, hi] [R]: the
+  grid, one zero cell wider on each side, resized onto the integer pixels of the box scaled by
+  (cells + 2) / cells (PyTorch's interpolate, align_corners=False); pixels outside weigh 0."""
+  padded = cells + 2
+  half, centre = (hi - lo) * 0.5 * jnp.float32(padded / cells), (hi + lo) * 0.5
+  first, last = jnp.trunc(centre - half), jnp.trunc(centre + half)   # PyTorch's cast to int64
+  size = jnp.maximum(last - first + 1, 1)[:, None]
+  pixel = jnp.arange(length, dtype=jnp.float32) - first[:, None]       # [R, length] in the resized box
+  src = jnp.maximum((pixel + 0.5) * (padded / size) - 0.5, 0.0)
+  low = jnp.floor(src)
+  frac = (src - low)[..., None]
+  low = low.astype(jnp.int32)
+  taps = jax.nn.one_hot(low, padded) * (1 - frac) + jax.nn.one_hot(jnp.minimum(low + 1, padded - 1), padded) * frac
+  inside = (pixel >= 0) & (pixel < size)
+  return jnp.where(inside[..., None], taps, 0.0)[..., 1:-1]               # the zero ring adds nothing
+
+
 @functools.partial(jax.jit, static_argnames=("height", "width", "threshold", "border"))
 def paste_masks(masks, boxes, height, width, threshold=0.5, border="clamp"):
   """Pastes RoI masks into a height x width image.
@@ -92,6 +113,7 @@ def paste_masks(masks, boxes, height, width, threshold=0.5, border="clamp"):
   border "clamp": a pixel whose centre (x + 0.5, y + 0.5) lies inside its box gets the bilinear
   sample of the box's M x M' mask at that canvas point (clamped at the mask's edge cells); pixels
   outside are False. border "zeros": Detectron2's, the bilinear sample with 0 beyond the mask's cells.
+  border "torchvision": torchvision's resize of the zero-padded mask onto the expanded integer box.
   The resampling is separable, probs = A_y @ mask @ A_x^T with A_y [H, M] and A_x [W, M'] built
   from bilinear taps (one sample per pixel): two small matmuls per RoI, no gathers.
 
@@ -106,13 +128,14 @@ def paste_masks(masks, boxes, height, width, threshold=0.5, border="clamp"):
   check_same_leading(("masks", "boxes"), masks, boxes)
   if not all(isinstance(s, int) and s > 0 for s in (height, width)):
     raise ValueError(f"height and width must be positive ints, got {height!r}, {width!r}")
-  if border not in ("clamp", "zeros"):
-    raise ValueError(f"border must be 'clamp' or 'zeros', got {border!r}")
+  if border not in ("clamp", "zeros", "torchvision"):
+    raise ValueError(f"border must be 'clamp', 'zeros' or 'torchvision', got {border!r}")
   r, mh, mw = masks.shape
   boxes = boxes.astype(jnp.float32)
-  if border == "zeros":
-    a_y = _zero_padded_taps(boxes[:, 1], boxes[:, 3], height, mh)
-    a_x = _zero_padded_taps(boxes[:, 0], boxes[:, 2], width, mw)
+  if border != "clamp":
+    taps = _zero_padded_taps if border == "zeros" else _resize_taps
+    a_y = taps(boxes[:, 1], boxes[:, 3], height, mh)
+    a_x = taps(boxes[:, 0], boxes[:, 2], width, mw)
     probs = jnp.einsum("ryi,rij,rxj->ryx", a_y, masks.astype(jnp.float32), a_x,
                        precision=jax.lax.Precision.HIGHEST)
     return probs >= threshold

@@ -76,7 +76,7 @@ def test_box_losses_hand_values():
 def test_detect_boxes_suppresses_overlaps_of_one_class_only(second_class, survivors):
   proposals = jnp.asarray([[0, 0, 10, 10], [1, 0, 11, 10]], jnp.float32)  # IoU 0.82
   logits = jnp.zeros((2, 3)).at[0, 1].set(5.0).at[1, second_class].set(4.0)
-  cfg = ConfigDict(dict(candidates_per_image=10, detections_per_image=5))
+  cfg = ConfigDict(dict(candidates_per_image=10, detections_per_image=5, min_box_size=0.0))
   boxes, scores, classes, valid = detect_boxes(
       logits, jnp.zeros((2, 2, 4)), proposals, jnp.asarray([True, True]), jnp.asarray([64, 64]),
       score_threshold=0.05, nms_threshold=0.5, cfg=cfg, box_weights=(10.0, 10.0, 5.0, 5.0))
@@ -87,6 +87,19 @@ def test_detect_boxes_suppresses_overlaps_of_one_class_only(second_class, surviv
   if survivors == 2:
     np.testing.assert_array_equal(classes[:2], [1, 2])
     np.testing.assert_allclose(boxes[1], [1, 0, 11, 10], atol=1e-5)
+
+
+@pytest.mark.parametrize("min_box_size, survivors", [(0.0, 2), (1e-2, 1)])
+def test_detect_boxes_drops_boxes_under_min_box_size(min_box_size, survivors):
+  """A proposal beyond the image's right edge clips to width 0: kept by default, dropped by torchvision's 1e-2."""
+  proposals = jnp.asarray([[0, 0, 10, 10], [70, 0, 80, 10]], jnp.float32)
+  logits = jnp.zeros((2, 2)).at[:, 1].set(5.0)
+  cfg = ConfigDict(dict(candidates_per_image=10, detections_per_image=5, min_box_size=min_box_size))
+  boxes, _, _, valid = detect_boxes(
+      logits, jnp.zeros((2, 1, 4)), proposals, jnp.asarray([True, True]), jnp.asarray([64, 64]),
+      score_threshold=0.05, nms_threshold=0.5, cfg=cfg, box_weights=(10.0, 10.0, 5.0, 5.0))
+  assert int(valid.sum()) == survivors
+  np.testing.assert_allclose(boxes[0], [0, 0, 10, 10], atol=1e-5)
 
 
 def _mask_case(channels):

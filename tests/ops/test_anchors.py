@@ -24,6 +24,15 @@ def test_cell_shapes_match_detectron2():
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+def test_rounded_cells_are_torchvisions():
+  # torchvision's AnchorGenerator, sizes 32 and 512, ratios (0.5, 1, 2): corners rounded before shifting.
+  p2, p6 = (np.asarray(a[:3]) for a in A.fpn_anchors(64, 64, rounded=True)[::4])
+  np.testing.assert_array_equal(p2, [[-23, -11, 23, 11], [-16, -16, 16, 16], [-11, -23, 11, 23]])
+  np.testing.assert_array_equal(p6, [[-362, -181, 362, 181], [-256, -256, 256, 256], [-181, -362, 181, 362]])
+  shifted = np.asarray(A.c4_anchors(32, 32, stride=16, sizes=(32,), ratios=(0.5,), rounded=True))
+  np.testing.assert_array_equal(shifted[3], [-7, 5, 39, 27])  # cell (1, 1)
+
+
 def test_ratio_is_height_over_width_and_area_is_size_squared():
   level = np.asarray(A.fpn_anchors(32, 32, strides=(16,), sizes=(32,), ratios=(0.5, 1.0, 2.0))[0])
   w, h = level[:3, 2] - level[:3, 0], level[:3, 3] - level[:3, 1]

@@ -122,6 +122,45 @@ def test_paste_border_zeros_is_detectron2s_grid_sample():
     paste_masks(jnp.ones((1, 2, 2)), jnp.array([[0.0, 0.0, 4.0, 4.0]]), 5, 5, border="reflect")
 
 
+def _torchvision_paste(mask, box, height, width):
+  """torchvision's paste_masks_in_image, step by step: a ring of zero cells, the box scaled by
+  (M + 2) / M about its centre and truncated to ints, the padded mask resized onto its pixels
+  (PyTorch's bilinear, align_corners=False), written where it falls inside the image."""
+  padded = np.pad(mask, 1)
+  (m_h, m_w), (x1, y1, x2, y2) = padded.shape, box
+  half_w, half_h = (x2 - x1) * 0.5 * m_w / mask.shape[1], (y2 - y1) * 0.5 * m_h / mask.shape[0]
+  cx, cy = (x2 + x1) * 0.5, (y2 + y1) * 0.5
+  x1, x2, y1, y2 = (int(v) for v in (cx - half_w, cx + half_w, cy - half_h, cy + half_h))
+  h, w = y2 - y1 + 1, x2 - x1 + 1
+
+  def taps(i, size, cells):
+    src = max((i + 0.5) * cells / size - 0.5, 0.0)
+    low = int(np.floor(src))
+    return ((low, 1 - (src - low)), (min(low + 1, cells - 1), src - low))
+
+  out = np.zeros((height, width))
+  for py in range(max(y1, 0), min(y2 + 1, height)):
+    for px in range(max(x1, 0), min(x2 + 1, width)):
+      out[py, px] = sum(wy * wx * padded[yy, xx] for yy, wy in taps(py - y1, h, m_h) for xx, wx in taps(px - x1, w, m_w))
+  return out
+
+
+def test_paste_border_torchvision_is_torchvisions_paste():
+  rng = np.random.default_rng(0)
+  masks = rng.uniform(0, 1, (4, 6, 5)).astype(np.float32)
+  boxes = np.array([[3.0, 5.0, 11.0, 9.0], [2.3, 1.6, 17.2, 13.9], [-4.0, 10.5, 6.0, 30.0], [7.2, 3.1, 7.9, 3.4]],
+                   np.float32)
+  pasted = np.asarray(paste_masks(jnp.asarray(masks), jnp.asarray(boxes), 16, 20, border="torchvision"))
+  for got, mask, box in zip(pasted, masks, boxes):
+    np.testing.assert_array_equal(got, _torchvision_paste(mask, box, 16, 20) >= 0.5)
+  # An all-ones 2 x 2 mask on (0, 0, 4, 4): padded to 4 x 4 and resized onto pixels -2..6, where each
+  # axis reads 0.17 0.61 1 1 1 0.61 0.17 from pixel -1 on: pixels 0..4 on, the corners (0.61^2) off.
+  ones = np.asarray(paste_masks(jnp.ones((1, 2, 2)), jnp.array([[0.0, 0.0, 4.0, 4.0]]), 8, 8, border="torchvision"))
+  expected = np.pad(np.ones((5, 5), bool), ((0, 3), (0, 3)))
+  expected[[0, 0, 4, 4], [0, 4, 0, 4]] = False
+  np.testing.assert_array_equal(ones[0], expected)
+
+
 def test_paste_then_mask_targets_recovers_the_mask():
   disc = _ellipse(28, 28, 14.0, 13.0, 10.0, 12.0).astype(np.float32)
   box = jnp.array([[10.0, 6.0, 66.0, 62.0]])  # 56 px: the 28 x 28 mask is upsampled 2x
