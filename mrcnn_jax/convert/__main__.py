@@ -1,8 +1,11 @@
-"""Command line: ``python -m mrcnn_jax.convert detectron2 SRC.pkl|SRC.pth --out WORKDIR [--config.a.b=value ...]``.
+"""Command line: ``python -m mrcnn_jax.convert detectron2|torchvision SRC --out WORKDIR [--config.a.b=value ...]``.
 
-Writes a workdir (config.json + an Orbax checkpoint) that ``mrcnn_jax.load``, ``python -m mrcnn_jax.infer``
-and ``python -m mrcnn_jax.evaluate`` open, or, from an ImageNet backbone (Detectron2's R-50.pkl), one that
-training starts from (``--config.train.init_from=WORKDIR``). ``--config.*`` overrides the converted config, e.g.
+SRC: a Detectron2 .pkl / .pth Mask R-CNN or ImageNet ResNet (Detectron2's R-50.pkl; ``convert.detectron2``),
+or a torchvision .pth state dict of ``maskrcnn_resnet50_fpn`` or of a ResNet ImageNet classifier
+(``convert.torchvision``). Writes a workdir (config.json + an Orbax checkpoint) that ``mrcnn_jax.load``,
+``python -m mrcnn_jax.infer`` and ``python -m mrcnn_jax.evaluate`` open, or, from an ImageNet backbone,
+one that training starts from (``--config.train.init_from=WORKDIR``). ``--config.*`` overrides the
+converted config, e.g.
 ``--config.data.canvas=512 --config.data.min_size=512 --config.data.max_size=512``. Exit code 2 (one
 line on stderr) for a user error: an unreadable or mismatched checkpoint, an unknown config field.
 """
@@ -10,12 +13,13 @@ line on stderr) for a user error: an unreadable or mismatched checkpoint, an unk
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from mrcnn_jax import errors
 from mrcnn_jax.configs import parse_overrides
 
-FORMATS = ("detectron2",)
+FORMATS = ("detectron2", "torchvision")
 
 
 def main(argv=None) -> int:
@@ -27,8 +31,8 @@ def main(argv=None) -> int:
   args, rest = parser.parse_known_args(argv)
 
   def run():
-    from mrcnn_jax.convert import detectron2  # pylint: disable=import-outside-toplevel
-    config = detectron2.convert(args.src, args.out, parse_overrides(rest))
+    converter = importlib.import_module(f"mrcnn_jax.convert.{args.format}")
+    config = converter.convert(args.src, args.out, parse_overrides(rest))
     what = (f"an ImageNet {config.model.backbone} (for --config.train.init_from={args.out})"
             if config.pretrained.backbone_only else
             f"{config.model.backbone}-FPN, {config.num_classes} classes, canvas {config.data.canvas}")

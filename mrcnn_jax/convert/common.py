@@ -21,6 +21,7 @@ from flax import nnx
 from mrcnn_jax import configs
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import build_model
+from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
 
 
 # A converter's own rules come first; then FrozenBN tensors become our FrozenBatchNorm's and every
@@ -33,11 +34,30 @@ NORM_AND_KERNEL_RULES = (
 )
 
 
+STEM = "backbone/bottom_up/stem/conv/kernel"
+
+
 def apply_rules(name: str, rules) -> str:
   """``name`` after each regex (pattern, replacement) of ``rules`` in turn, "." -> "/": our path."""
   for pattern, replacement in rules:
     name = re.sub(pattern, replacement, name)
   return name.replace(".", "/")
+
+
+def resnet_fields(by_path: dict[str, np.ndarray]) -> dict:
+  """``model.backbone`` (the RESNETS entry with the block kind and res2..res5 block counts) and
+  ``model.width`` (the stem's output channels) of the ResNet in a state dict keyed by our paths, in
+  PyTorch layouts."""
+  blocks = {match.groups() for match in map(re.compile(r"backbone/bottom_up/(res[2-5])/(\d+)/(\w+)/").match,
+                                            by_path) if match}
+  depths = tuple(len({block for stage, block, _ in blocks if stage == name}) for name in STAGE_NAMES)
+  spec = ResNetSpec("bottleneck" if any(layer == "conv3" for *_, layer in blocks) else "basic", depths)
+  names = [name for name, known in RESNETS.items() if known == spec]
+  if not names:
+    raise UserError(f"a ResNet of {spec.block} blocks, {depths} in res2..res5: none of {', '.join(RESNETS)}")
+  if STEM not in by_path:
+    raise UserError(f"the checkpoint has no ResNet stem conv (our {STEM})")
+  return {"model.backbone": names[0], "model.width": by_path[STEM].shape[0]}
 
 
 def pytorch_layout(array: np.ndarray, transposed: bool = False) -> np.ndarray:

@@ -38,7 +38,6 @@ from mrcnn_jax import configs
 from mrcnn_jax.convert import common
 from mrcnn_jax.data.coco_classes import COCO_CLASSES
 from mrcnn_jax.errors import UserError
-from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
 
 # Applied in order to a Detectron2 name; the result, "." -> "/", is our path.
 NAME_RULES = (
@@ -51,7 +50,6 @@ IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generat
 FC1 = "roi_heads.box_head.fc1.weight"
 CLS_SCORE = "roi_heads.box_predictor.cls_score."
 FPN_CHANNELS = 256
-STEM = "backbone.bottom_up.stem.conv1.weight"
 # Caffe2 names of an ImageNet ResNet -> Detectron2's, applied in order; C2_IGNORED are dropped, as
 # Detectron2's model has no place for them: the ImageNet classifier, SGD momenta, the stem's bias
 # (MSRA's R-50.pkl has one, of about 1e-9).
@@ -109,18 +107,8 @@ def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) ->
 
 
 def resnet_fields(weights: dict[str, np.ndarray]) -> dict:
-  """``model.backbone`` (the RESNETS entry with the block kind and res2..res5 block counts of the ResNet
-  in ``weights``, Detectron2's names) and ``model.width`` (the stem's output channels)."""
-  blocks = {match.groups() for match in map(re.compile(r"backbone\.bottom_up\.(res[2-5])\.(\d+)\.(\w+)\.").match,
-                                            weights) if match}
-  depths = tuple(len({block for stage, block, _ in blocks if stage == name}) for name in STAGE_NAMES)
-  spec = ResNetSpec("bottleneck" if any(layer == "conv3" for *_, layer in blocks) else "basic", depths)
-  names = [name for name, known in RESNETS.items() if known == spec]
-  if not names:
-    raise UserError(f"a ResNet of {spec.block} blocks, {depths} in res2..res5: none of {', '.join(RESNETS)}")
-  if STEM not in weights:
-    raise UserError(f"the checkpoint has no {STEM}")
-  return {"model.backbone": names[0], "model.width": weights[STEM].shape[0]}
+  """``model.backbone`` and ``model.width`` of the ResNet in ``weights`` (Detectron2's names)."""
+  return common.resnet_fields({our_path(name): array for name, array in weights.items()})
 
 
 def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:

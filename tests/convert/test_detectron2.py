@@ -78,15 +78,6 @@ def test_conv_layout_matches_pytorchs_nchw_oihw_conv():
   np.testing.assert_allclose(conv(x.transpose(0, 2, 3, 1)), torch_like.transpose(0, 2, 3, 1), atol=1e-5)
 
 
-def test_fc1_reads_our_nhwc_flatten_as_detectron2_reads_its_nchw_flatten():
-  rng = np.random.default_rng(0)
-  weight = rng.standard_normal((8, 256 * 7 * 7), np.float32)
-  pooled = rng.standard_normal((2, 256, 7, 7), np.float32)                 # NCHW, as Detectron2 pools
-  ours = detectron2.to_ours(detectron2.FC1, weight)
-  np.testing.assert_allclose(pooled.transpose(0, 2, 3, 1).reshape(2, -1) @ ours, pooled.reshape(2, -1) @ weight.T,
-                             rtol=1e-4, atol=1e-3)
-
-
 def test_cls_score_background_moves_from_last_to_first():
   weight = np.arange(6 * 2, dtype=np.float32).reshape(6, 2)
   ours = detectron2.to_ours("roi_heads.box_predictor.cls_score.weight", weight)
