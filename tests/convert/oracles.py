@@ -1,14 +1,27 @@
-"""Where the parity references live (``$MRCNN_ORACLES``, else ../shared/oracles beside the repository),
-and the Detectron2 oracle's weight generator imported from there (tests skip without them)."""
+"""Where the parity references live, and what the parity tests share (tests skip without them).
+
+``$MRCNN_ORACLES``, else ../shared/oracles beside the repository: the oracles' scripts, with the
+Detectron2 oracle's outputs and weight generator. ``$MRCNN_TV_ORACLE``, else ../tv_oracle beside the
+repository: the outputs that the torchvision oracle's script writes (they need torch to make, see
+TORCHVISION_HOW).
+"""
 
 import importlib.util
 import os
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
-ORACLES = os.environ.get("MRCNN_ORACLES",
-                         os.path.normpath(os.path.join(os.path.dirname(__file__), "../../../shared/oracles")))
+from mrcnn_jax.ops.boxes import box_iou
+
+_BESIDE_REPOSITORY = os.path.normpath(os.path.join(os.path.dirname(__file__), "../../.."))
+ORACLES = os.environ.get("MRCNN_ORACLES", os.path.join(_BESIDE_REPOSITORY, "shared/oracles"))
 DETECTRON2 = os.path.join(ORACLES, "detectron2_r50_fpn")
+TORCHVISION = os.environ.get("MRCNN_TV_ORACLE", os.path.join(_BESIDE_REPOSITORY, "tv_oracle"))
+TORCHVISION_HOW = (f"<torch venv>/bin/python {ORACLES}/torchvision_r50_fpn/tv_oracle.py {TORCHVISION} "
+                   "(see its docstring), or set MRCNN_TV_ORACLE")
+MATCH_IOU = 0.98
 
 
 def d2_weights():
@@ -20,3 +33,36 @@ def d2_weights():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def torchvision_outputs() -> str:
+  """The torchvision oracle's output directory, or a skip that says how to make it."""
+  if not os.path.exists(os.path.join(TORCHVISION, "tv_outputs.npz")):
+    pytest.skip(f"no torchvision oracle outputs in {TORCHVISION}: make them with {TORCHVISION_HOW}")
+  return TORCHVISION
+
+
+def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, float, float]:
+  """A reference's detections of one image (boxes [n,4], classes [n] 1..K, scores [n], masks [n,H,W]
+  bool, in its score order) matched greedily to ours (``Detections.image``) of the same class with box
+  IoU > MATCH_IOU -> (fraction matched, max score difference, max box coordinate difference (px), mean
+  mask IoU) over the matched pairs."""
+  iou = np.asarray(box_iou(jnp.asarray(boxes), jnp.asarray(ours["boxes"])))
+  iou = np.where(np.asarray(classes)[:, None] == np.asarray(ours["classes"])[None], iou, 0.0)
+  pairs, used = [], set()
+  for r in range(len(iou)):
+    for j in np.argsort(-iou[r]):
+      if iou[r, j] > MATCH_IOU and j not in used:
+        pairs.append((r, j))
+        used.add(j)
+        break
+  score = max((abs(scores[r] - ours["scores"][j]) for r, j in pairs), default=np.inf)
+  box = max((np.abs(boxes[r] - ours["boxes"][j]).max() for r, j in pairs), default=np.inf)
+  mask_iou = np.mean([_mask_iou(masks[r], ours["masks"][j]) for r, j in pairs]) if pairs else 0.0
+  return len(pairs) / len(iou), float(score), float(box), float(mask_iou)
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+  """IoU of two boolean masks; 1 when both are empty (a box too small for any pixel to reach 0.5)."""
+  union = (a | b).sum()
+  return float((a & b).sum() / union) if union else 1.0

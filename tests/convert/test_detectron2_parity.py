@@ -87,31 +87,12 @@ def test_box_head_on_detectron2s_proposals(parity):
     assert error < 1e-3, f"box-head {name}: max |ours - Detectron2| / max |Detectron2| = {error:.1e}"
 
 
-def match(ref, det, i):
-  """Image i: Detectron2's detections matched greedily (in its score order) to ours of the same class
-  with box IoU > 0.98 -> (fraction matched, max score difference, mean mask IoU) over matched pairs."""
-  theirs = {k: ref[f"img{i}_{k}"] for k in ("boxes", "scores", "classes")}
-  masks = np.unpackbits(ref[f"img{i}_masks_packed"], axis=-1)[..., :SIZE].astype(bool)
-  ours = det.image(i)
-  iou = np.asarray(box_iou(jnp.asarray(theirs["boxes"]), jnp.asarray(ours["boxes"])))
-  iou = np.where(theirs["classes"][:, None] + 1 == ours["classes"][None], iou, 0.0)  # theirs 0-based
-  pairs, used = [], set()
-  for r in range(len(iou)):
-    for j in np.argsort(-iou[r]):
-      if iou[r, j] > 0.98 and j not in used:
-        pairs.append((r, j))
-        used.add(j)
-        break
-  score = max((abs(theirs["scores"][r] - ours["scores"][j]) for r, j in pairs), default=np.inf)
-  mask_iou = np.mean([(masks[r] & ours["masks"][j]).sum() / max((masks[r] | ours["masks"][j]).sum(), 1)
-                      for r, j in pairs]) if pairs else 0.0
-  return len(pairs) / len(iou), float(score), float(mask_iou)
-
-
 @pytest.mark.parametrize("i", [0, 1, 2])
 def test_detections_match_detectron2(parity, i):
   _, ref, det, _ = parity
-  matched, score, mask_iou = match(ref, det, i)
+  masks = np.unpackbits(ref[f"img{i}_masks_packed"], axis=-1)[..., :SIZE].astype(bool)
+  matched, score, _, mask_iou = oracles.agreement(ref[f"img{i}_boxes"], ref[f"img{i}_classes"] + 1,  # 0-based
+                                                  ref[f"img{i}_scores"], masks, det.image(i))
   measured = (f"image {i}: {matched:.0%} of Detectron2's {len(ref[f'img{i}_scores'])} detections matched "
               f"({det.num_detections[i]} ours), score |d| <= {score:.1e}, mean mask IoU {mask_iou:.3f}")
   assert matched >= 0.95 and score < 1e-3 and mask_iou >= 0.95, measured
