@@ -23,7 +23,6 @@ from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
 
-
 # A converter's own rules come first; then FrozenBN tensors become our FrozenBatchNorm's and every
 # other weight a kernel.
 NORM_AND_KERNEL_RULES = (

@@ -25,7 +25,11 @@ softmax: scores rise by the probability those never-trained slots had (near 0 in
 (0.229, 0.224, 0.225) of the 0..1 scale, frozen BN, stride in the 3x3 convs, test sizes 800 / 1333, cell
 anchors rounded to integers, proposals narrower than 1e-3 px dropped, RoIAlign aligned=False with 2x2
 samples, detections narrower than 1e-2 px dropped, every (proposal, class) candidate to NMS, its mask
-paste. The rest (P6, RPN top-k and NMS, level assignment, box coder, thresholds) is the base config's.
+paste. The rest (P6, RPN top-k and NMS, level assignment, box coder, thresholds) is the base config's,
+up to two boundary cases: torchvision keeps proposals of width >= 1e-3 where we
+keep > 1e-3, and its level rule adds 1e-6 after the log2 where ours adds 1e-8 inside it (RoIs within
+~1e-6 of a level's size; none of the oracle's 1000).
+
 torchvision pads the normalised image with zeros, we pad pixels with black before normalising: outputs
 are the same only where nothing is padded (README, "Pretrained weights").
 """
