@@ -18,7 +18,7 @@ flatten of NCHW RoI features to our (7,7,C) one; ``bbox_pred``'s rows for the ba
 Classes: torchvision's num_classes counts the background. A 91-class model is torchvision's COCO
 layout (label = COCO category id, 10 ids unused: "N/A"); its 80 used classes are kept, in
 ``COCO_CLASSES`` order as our COCO datasets and evaluation have them, and the N/A slots leave the
-softmax: scores rise by the probability those never-trained slots had (near 0 in a trained model).
+softmax: scores rise by the probability those slots had (never a training target, so small).
 
 ``torchvision_config`` reproduces torchvision's inference (meta.json of the oracle in
 ``../shared/oracles/torchvision_r50_fpn`` cites each fact): RGB, mean (0.485, 0.456, 0.406) and std
