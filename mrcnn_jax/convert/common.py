@@ -1,5 +1,6 @@
-"""What the framework converters (``detectron2.py``, ``torchvision.py``) share: PyTorch layouts -> ours,
-the fit of a renamed state dict to our variables, and writing the workdir.
+"""What the framework converters (``detectron2.py``, ``torchvision.py``) share: name rules' common tail,
+the ResNet's depth and width, PyTorch layouts -> ours, the fit of a renamed state dict to our variables,
+and writing the workdir.
 
 Each converter gives ``rename`` (source name -> our path, "/"-separated, or None for a tensor it drops)
 and ``to_ours`` (source name, array -> our layout); ``convert_weights`` checks that every kept tensor
