@@ -6,7 +6,7 @@
 DIR gets ``model.stablehlo`` (parameters baked in; runs with JAX alone), ``savedmodel/`` (a
 ``serving_default`` signature; runs with TensorFlow alone) and ``class_names.txt`` (class i on line i).
 Both take a uint8 batch [N, H, W, 3] of RGB images of any one size (resized and padded onto the canvas
-inside) and return ``mrcnn_jax.predict``'s detections at its default thresholds (``serving.OUTPUTS``):
+inside) and return ``mrcnn_jax.predict``'s detections at its default thresholds (``serving.py``):
 boxes in the input's pixels and masks [N, D, H, W] bool at the input's size. The batch size is fixed
 at export; each new (H, W) compiles once when first seen (XLA needs static shapes).
 """

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
   parser.add_argument("--out", required=True, help="folder for the exported files")
   parser.add_argument("--format", choices=CHOICES, default="both", help="what to write (default: both)")
   parser.add_argument("--batch", type=int, default=1, help="images per call, fixed at export (default: 1)")
-  parser.add_argument("--platforms", nargs="+", default=None,
+  parser.add_argument("--platforms", nargs="+", default=None, choices=("cpu", "cuda", "rocm", "tpu"),
                       help="where the artifacts may run: cpu cuda tpu (default: this machine's JAX backend)")
   args = parser.parse_args(argv)
 

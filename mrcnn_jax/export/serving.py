@@ -18,9 +18,6 @@ from mrcnn_jax.export.canvas import to_canvas
 from mrcnn_jax.inference import SCORE_THRESHOLD
 from mrcnn_jax.model.mask_rcnn import MaskRCNN
 
-OUTPUTS = ("boxes", "scores", "classes", "num_detections", "masks")
-
-
 def serving_function(model: MaskRCNN):
   """-> (serve, params). serve(params, images [B,H,W,3] uint8) -> {boxes [B,D,4] float32 (x1, y1, x2, y2
   in input pixels), scores [B,D] float32, classes [B,D] int32 (1..K, 0 = padding), num_detections [B]

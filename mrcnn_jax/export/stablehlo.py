@@ -3,7 +3,7 @@
 Load and call it with JAX alone (no mrcnn_jax, no Flax):
 
     exported = jax.export.deserialize(open("model.stablehlo", "rb").read())
-    out = exported.call(images)   # [B,H,W,3] uint8, B as exported, any H and W -> dict (serving.OUTPUTS)
+    out = exported.call(images)   # [B,H,W,3] uint8, B as exported, any H and W -> dict of arrays
 
 The parameters are constants of the module rather than a second argument: the file is the whole model,
 and a process without this package has no pytree of variables to rebuild and keep in order.

@@ -1,6 +1,7 @@
 """mrcnn_jax.export on the shapes model (``tiny`` preset): artifacts that run without this package and
 give ``predict``'s detections; bad inputs and bad workdirs fail clearly."""
 
+import os
 import shutil
 
 import jax
@@ -56,14 +57,14 @@ def test_savedmodel_runs_with_tensorflow_alone_and_equals_predict(model, artifac
 
 
 def test_class_names_file(model, artifacts):
-  with open(artifacts["stablehlo"].replace("model.stablehlo", "class_names.txt")) as f:
+  with open(os.path.join(os.path.dirname(artifacts["stablehlo"]), "class_names.txt")) as f:
     assert f.read().splitlines() == list(model.config.class_names)
 
 
 @pytest.mark.parametrize("bad,match", [
-    (np.zeros((2, 40, 30, 3), np.float32), "Dtype mismatch for args\\[0\\]: expected uint8 and called with float32"),
-    (np.zeros((40, 30, 3), np.uint8), "Rank mismatch for args\\[0\\]: expected \\(2, h, w, 3\\)"),
-    (np.zeros((2, 40, 30, 4), np.uint8), "Shape mismatch for args\\[0\\].shape\\[3\\]"),
+    (np.zeros((2, 40, 30, 3), np.float32), r"Dtype mismatch for args\[0\]: expected uint8 and called with float32"),
+    (np.zeros((40, 30, 3), np.uint8), r"Rank mismatch for args\[0\]: expected \(2, h, w, 3\)"),
+    (np.zeros((2, 40, 30, 4), np.uint8), r"Shape mismatch for args\[0\].shape\[3\]"),
 ])
 def test_stablehlo_rejects_wrong_dtype_rank_and_channels(artifacts, bad, match):
   with pytest.raises(ValueError, match=match):
@@ -71,16 +72,16 @@ def test_stablehlo_rejects_wrong_dtype_rank_and_channels(artifacts, bad, match):
 
 
 def test_resized_inputs_stay_close(model, artifacts):
-  """A 100 x 50 image is resized (x0.64) inside the export and by PIL in predict: canvases within one
-  grey level (see export/canvas.py), so the detections differ by little."""
-  image = np.random.default_rng(1).integers(0, 255, (1, 100, 50, 3)).astype(np.uint8)
-  out = jax.device_get(_load_stablehlo(artifacts["stablehlo"]).call(np.repeat(image, 2, axis=0)))
-  ref = mrcnn_jax.predict(model, image)
-  n = int(ref.num_detections[0])
-  assert abs(int(out["num_detections"][0]) - n) <= 1
-  np.testing.assert_allclose(out["scores"][0, :n], ref.scores[0, :n], atol=0.02)
-  np.testing.assert_allclose(out["boxes"][0, :n], ref.boxes[0, :n], atol=2.0)
-  assert mask_iou(out["masks"][0, :n], ref.masks[0, :n]).mean() > 0.8
+  """100 x 50 images are resized (x0.64) inside the export and by PIL in predict: canvases within one
+  grey level (export/canvas.py), so looser bounds than like for like (measured: scores within 3e-5,
+  boxes 1.2e-3 px, mask IoU >= 0.92: untrained mask probabilities sit near the 0.5 threshold)."""
+  images = np.random.default_rng(1).integers(0, 255, (2, 100, 50, 3)).astype(np.uint8)
+  out = jax.device_get(_load_stablehlo(artifacts["stablehlo"]).call(images))
+  ref = mrcnn_jax.predict(model, images)
+  np.testing.assert_array_equal(out["classes"], ref.classes)
+  np.testing.assert_allclose(out["scores"], ref.scores, atol=1e-3)
+  np.testing.assert_allclose(out["boxes"], ref.boxes, atol=0.1)
+  assert mask_iou(out["masks"], ref.masks).min() > 0.9
 
 
 def test_cli_exports_a_workdir_and_names_a_missing_checkpoint(model, tmp_path, capsys):
@@ -92,7 +93,8 @@ def test_cli_exports_a_workdir_and_names_a_missing_checkpoint(model, tmp_path, c
   save_config(model.config, str(workdir))
   save_imported(str(workdir), nnx.state(model, nnx.Param), {}, step=3)
   out = tmp_path / "out"
-  assert cli.main(["--workdir", str(workdir / "checkpoints" / "3"), "--out", str(out), "--format", "stablehlo"]) == 0
+  checkpoint = workdir / "checkpoints" / "3"
+  assert cli.main(["--workdir", str(checkpoint), "--out", str(out), "--format", "stablehlo"]) == 0
   assert capsys.readouterr().out == f"wrote stablehlo: {out / 'model.stablehlo'}\n"
   assert _load_stablehlo(out / "model.stablehlo").in_avals[0].shape[0] == 1
 
