@@ -96,7 +96,8 @@ def test_cli_exports_a_workdir_and_names_a_missing_checkpoint(model, tmp_path, c
   checkpoint = workdir / "checkpoints" / "3"
   assert cli.main(["--workdir", str(checkpoint), "--out", str(out), "--format", "stablehlo"]) == 0
   assert capsys.readouterr().out == f"wrote stablehlo: {out / 'model.stablehlo'}\n"
-  assert _load_stablehlo(out / "model.stablehlo").in_avals[0].shape[0] == 1
+  (images,) = _load_stablehlo(out / "model.stablehlo").in_avals   # parameters baked in: one argument
+  assert images.shape[0] == 1 and images.dtype == np.uint8
 
   shutil.rmtree(workdir / "checkpoints")
   assert cli.main(["--workdir", str(workdir), "--out", str(out)]) == 2
