@@ -29,8 +29,7 @@ def export_model(model, out: str, *, formats=FORMATS, batch: int = 1, platforms=
   from mrcnn_jax import checkpoints  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.export import savedmodel, stablehlo  # pylint: disable=import-outside-toplevel
 
-  unknown = sorted(set(formats) - set(FORMATS))
-  if unknown or not formats:
+  if not formats or not set(formats) <= set(FORMATS):
     raise UserError(f"formats must be some of {FORMATS}, got {tuple(formats)}")
   if batch < 1:
     raise UserError(f"batch must be at least 1, got {batch}")
