@@ -3,8 +3,10 @@
     python scripts/benchmark.py ops [--small]             # ops (NMS, RoIAlign; torchvision beside when importable)
     python scripts/benchmark.py model --config shapes_tiny [--batch 8] [--bf16] [--canvas 256]
     (torchvision's R50-FPN Mask R-CNN is timed beside; compare like with like: --config r50_fpn_coco)
+    python scripts/benchmark.py export --config shapes_tiny [--batch 8] [--canvas 256] [--image 96 128]
+    (the exported StableHLO, deserialized, and SavedModel, called from TensorFlow, beside mrcnn_jax.predict)
 
-Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL).
+Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL, EXPORT).
 To add one, write the function and append it to its suite.
 """
 
@@ -154,16 +156,22 @@ def bench_roi_align(args):
   return rows
 
 
-def bench_model(args):
-  """Compile time and step time of the training forward+backward, and of inference at batch 1 and B."""
-  from flax import nnx
-  from mrcnn_jax.model.mask_rcnn import build_model
-
+def _config(args):
+  """The --config preset with --bf16 and --canvas applied."""
   config = importlib.import_module(f"mrcnn_jax.configs.{args.config}").get_config()
   if args.bf16:
     config.model.dtype = "bfloat16"
   if args.canvas:
     config.data.canvas = config.data.min_size = config.data.max_size = args.canvas
+  return config
+
+
+def bench_model(args):
+  """Compile time and step time of the training forward+backward, and of inference at batch 1 and B."""
+  from flax import nnx
+  from mrcnn_jax.model.mask_rcnn import build_model
+
+  config = _config(args)
   model = build_model(config, seed=0)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
@@ -189,6 +197,47 @@ def bench_model(args):
     rows.append(Row(name, f"{case}, batch {batch_size} (compile {compile_s:.1f} s; "
                           f"{1000 * batch_size / ms:.1f} img/s)", ms,
                     "torchvision maskrcnn_resnet50_fpn" if reference else "", ref_ms))
+  return rows
+
+
+def _first_and_median_ms(fn, repeats):
+  """(seconds of the first call, which compiles; median ms of the next ``repeats``)."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  return time.perf_counter() - start, median_ms(fn, repeats=repeats)
+
+
+def bench_export(args):
+  """Latency of the exported model, batch 1 and B: the StableHLO file deserialized and called from JAX,
+  the SavedModel's serving_default called from TensorFlow (outputs fetched as numpy), each beside
+  mrcnn_jax.predict on the same uint8 images (random weights; the first call compiles)."""
+  import tempfile
+  import tensorflow as tf
+  import mrcnn_jax
+  from mrcnn_jax.export import export_model
+
+  config = _config(args)
+  model = mrcnn_jax.build_model(config, seed=0)
+  height, width = args.image or (config.data.canvas * 3 // 4, config.data.canvas)
+  # tensorflow-cpu runs the SavedModel on the CPU, whatever JAX's device is.
+  platforms = tuple(dict.fromkeys([jax.export.default_export_platform(), "cpu"]))
+  rng = np.random.default_rng(0)
+  rows = []
+  with tempfile.TemporaryDirectory() as out:
+    for batch in (1, args.batch):
+      images = rng.integers(0, 256, (batch, height, width, 3), np.uint8)
+      paths = export_model(model, f"{out}/{batch}", batch=batch, platforms=platforms)
+      with open(paths["stablehlo"], "rb") as f:
+        exported = jax.export.deserialize(f.read())
+      serve = tf.saved_model.load(paths["savedmodel"]).signatures["serving_default"]
+      predict_s, predict_ms = _first_and_median_ms(lambda: mrcnn_jax.predict(model, images), args.repeats)
+      for name, fn in [("stablehlo (jax.export.deserialize, call)", lambda: exported.call(images)),
+                       ("savedmodel (serving_default from TF)",
+                        lambda: {k: v.numpy() for k, v in serve(images=tf.constant(images)).items()})]:
+        first_s, ms = _first_and_median_ms(fn, args.repeats)
+        rows.append(Row(name, f"{args.config}, canvas {config.data.canvas}, {height}x{width}, batch {batch} "
+                              f"(first call {first_s:.1f} s; predict's {predict_s:.1f} s)", ms,
+                        "mrcnn_jax.predict", predict_ms))
   return rows
 
 
@@ -265,6 +314,7 @@ def synthetic_batch(config, batch_size):
 
 OPS = [bench_nms, bench_roi_align]
 MODEL = [bench_model]
+EXPORT = [bench_export]
 
 
 def markdown(rows):
@@ -282,15 +332,21 @@ def main(argv=None):
   ops_parser.add_argument("--repeats", type=int, default=10)
   ops_parser.add_argument("--small", action="store_true",
                           help="shrink the RoIAlign case (256^2 canvas, 200 RoIs, C=64) for slow CPUs")
-  model_parser = sub.add_parser("model", help="the whole model on a synthetic batch")
-  model_parser.add_argument("--config", default="shapes_tiny", help="module name in mrcnn_jax/configs")
-  model_parser.add_argument("--bf16", action="store_true", help="compute in bfloat16 (params stay fp32)")
-  model_parser.add_argument("--canvas", type=int, default=0, help="override the config's canvas side")
-  model_parser.add_argument("--batch", type=int, default=8)
-  model_parser.add_argument("--repeats", type=int, default=5)
+  whole_model = argparse.ArgumentParser(add_help=False)  # the options of "model" and "export"
+  whole_model.add_argument("--config", default="shapes_tiny", help="module name in mrcnn_jax/configs")
+  whole_model.add_argument("--bf16", action="store_true", help="compute in bfloat16 (params stay fp32)")
+  whole_model.add_argument("--canvas", type=int, default=0, help="override the config's canvas side")
+  whole_model.add_argument("--batch", type=int, default=8)
+  whole_model.add_argument("--repeats", type=int, default=5)
+  sub.add_parser("model", parents=[whole_model], help="the whole model on a synthetic batch")
+  export_parser = sub.add_parser("export", parents=[whole_model],
+                                 help="the exported StableHLO and SavedModel against predict")
+  export_parser.add_argument("--image", type=int, nargs=2, metavar=("H", "W"),
+                             help="input image size (default: 3/4 of the canvas x the canvas)")
   args = parser.parse_args(argv)
 
-  rows = [row for bench in {"ops": OPS, "model": MODEL}[args.suite] for row in bench(args)]
+  suites = {"ops": OPS, "model": MODEL, "export": EXPORT}
+  rows = [row for bench in suites[args.suite] for row in bench(args)]
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n")
   print(markdown(rows))
 

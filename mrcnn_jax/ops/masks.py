@@ -118,7 +118,8 @@ def paste_masks(masks, boxes, height, width, threshold=0.5, border="clamp"):
   from bilinear taps (one sample per pixel): two small matmuls per RoI, no gathers.
 
   Args:
-    masks: [R, M, M'] probabilities. boxes: [R, 4] canvas pixels. height, width: static ints.
+    masks: [R, M, M'] probabilities. boxes: [R, 4] canvas pixels. height, width: static ints (or
+      symbolic dimensions under ``jax.export``).
   Returns:
     [R, height, width] bool = (prob >= threshold) (& inside box for "clamp"). Cost O(R * H * W * M)
     flops and R * H * W floats of memory: chunk the RoIs or crop the image when that is too much.
@@ -126,8 +127,9 @@ def paste_masks(masks, boxes, height, width, threshold=0.5, border="clamp"):
   masks = check_array("masks", masks, ndim=3, kind="float")
   boxes = check_array("boxes", boxes, ndim=2, last_dim=4, kind="float")
   check_same_leading(("masks", "boxes"), masks, boxes)
-  if not all(isinstance(s, int) and s > 0 for s in (height, width)):
-    raise ValueError(f"height and width must be positive ints, got {height!r}, {width!r}")
+  if not all(jax.export.is_symbolic_dim(s) or (isinstance(s, int) and s > 0) for s in (height, width)):
+    raise ValueError(f"height and width must be positive ints or symbolic dimensions, got {height!r}, "
+                     f"{width!r}")
   if border not in ("clamp", "zeros", "torchvision"):
     raise ValueError(f"border must be 'clamp', 'zeros' or 'torchvision', got {border!r}")
   r, mh, mw = masks.shape
