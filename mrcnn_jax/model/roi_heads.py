@@ -136,6 +136,8 @@ class ROIHeads(nnx.Module):
       return probs.reshape(b, chunk, *probs.shape[1:])
 
     first = masks_of(0)
+    if passes == 1:
+      return first
     masks = jnp.zeros((b, passes * chunk, *first.shape[2:]), first.dtype).at[:, :chunk].set(first)
     _, masks = jax.lax.while_loop(
         lambda carry: (carry[0] < passes) & jnp.any(take(valid, carry[0])),
