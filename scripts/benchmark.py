@@ -5,8 +5,11 @@
     (torchvision's R50-FPN Mask R-CNN is timed beside; compare like with like: --config r50_fpn_coco)
     python scripts/benchmark.py export --config shapes_tiny [--batch 8] [--canvas 256] [--image 96 128]
     (the exported StableHLO, deserialized, and SavedModel, called from TensorFlow, beside mrcnn_jax.predict)
+    python scripts/benchmark.py predict --workdir W --images a.png b.png [--passes 0 20]
+    (mrcnn_jax.predict on image files, one per call, e.g. with converted weights, per mask.detections_per_pass)
 
-Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL, EXPORT).
+Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL, EXPORT,
+PREDICT).
 To add one, write the function and append it to its suite.
 """
 
@@ -312,9 +315,37 @@ def synthetic_batch(config, batch_size):
   }
 
 
+def bench_predict(args):
+  """mrcnn_jax.predict on each image file with the workdir's model, one image per call, for each
+  ``model.mask.detections_per_pass`` in ``args.passes``; the median over images and repeats."""
+  from flax import nnx
+  from PIL import Image
+  import mrcnn_jax
+  from mrcnn_jax import checkpoints, configs
+
+  loaded, config = checkpoints.load(args.workdir), checkpoints.load_config(args.workdir)
+  images = [np.asarray(Image.open(path).convert("RGB")) for path in args.images]
+  rows = []
+  for per_pass in args.passes:
+    configs.override(config, {"model.mask.detections_per_pass": per_pass})
+    model = nnx.eval_shape(lambda: mrcnn_jax.build_model(config))
+    nnx.update(model, nnx.state(loaded))
+    counts = [int(mrcnn_jax.predict(model, [image]).num_detections[0]) for image in images]  # compiles
+    times = []
+    for _ in range(args.repeats):
+      for image in images:
+        start = time.perf_counter()
+        mrcnn_jax.predict(model, [image])
+        times.append((time.perf_counter() - start) * 1e3)
+    rows.append(Row("predict", f"{args.workdir}, {len(images)} images, detections {counts}, "
+                               f"mask.detections_per_pass={per_pass}", statistics.median(times)))
+  return rows
+
+
 OPS = [bench_nms, bench_roi_align]
 MODEL = [bench_model]
 EXPORT = [bench_export]
+PREDICT = [bench_predict]
 
 
 def markdown(rows):
@@ -343,9 +374,15 @@ def main(argv=None):
                                  help="the exported StableHLO and SavedModel against predict")
   export_parser.add_argument("--image", type=int, nargs=2, metavar=("H", "W"),
                              help="input image size (default: 3/4 of the canvas x the canvas)")
+  predict_parser = sub.add_parser("predict", help="mrcnn_jax.predict on image files with a workdir's model")
+  predict_parser.add_argument("--workdir", required=True, help="a training or converted workdir")
+  predict_parser.add_argument("--images", nargs="+", required=True)
+  predict_parser.add_argument("--passes", type=int, nargs="+", default=[0, 20],
+                              help="values of model.mask.detections_per_pass to time")
+  predict_parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args(argv)
 
-  suites = {"ops": OPS, "model": MODEL, "export": EXPORT}
+  suites = {"ops": OPS, "model": MODEL, "export": EXPORT, "predict": PREDICT}
   rows = [row for bench in suites[args.suite] for row in bench(args)]
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n")
   print(markdown(rows))
