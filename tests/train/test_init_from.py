@@ -93,7 +93,7 @@ def flat(state) -> dict:
 
 def test_fine_tuning_loads_the_import_freezes_stages_and_saves_frozen_bn(converted, make_config, shapes_data, tmp_path,
                                                                         caplog):
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")  # absl's own level turns WARNING once flags are parsed
   imported = read_variables(converted)
   config = finetune_config(make_config, shapes_data, converted)
   state, metrics = loop.train(config, str(tmp_path))
@@ -176,7 +176,7 @@ def test_imagenet_backbone_converts_to_a_resnet_only_workdir(imagenet):
 
 
 def test_imagenet_backbone_lands_on_a_c4_models_resnet(imagenet, make_config, shapes_data, caplog):
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")  # absl's own level turns WARNING once flags are parsed
   workdir, _ = imagenet
   config = finetune_config(make_config, shapes_data, workdir, head="c4")
   config.num_classes = 4
