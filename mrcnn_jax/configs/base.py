@@ -105,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
       keep=3,
       eval_every=0,           # >0: every N steps and at the end; 0: only at the end; <0: never
       log_every=20,
+      # > 0: the run must end within this many seconds (final evaluation excluded): it measures its
+      # rate and shortens the schedule if the steps do not fit (train/budget.py).
+      time_budget_s=0.0,
       # A converted workdir (python -m mrcnn_jax.convert: a whole model or an ImageNet backbone) whose
       # weights start the run; its ResNet and input fields replace model's (train/init_from.py).
       init_from="",

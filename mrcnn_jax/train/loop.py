@@ -5,7 +5,8 @@ own shard of the training data, the step runs over a mesh of all devices, and pr
 ``metrics.jsonl``, TensorBoard events and ``config.json``. Reads ``config.train``: seed, steps,
 base_lr, warmup_steps, warmup_factor, decay_steps, momentum, weight_decay, clip_norm,
 checkpoint_every, keep, eval_every (> 0: every that many steps and at the end; 0: only at the end;
-< 0: never), log_every, init_from (a converted workdir to start from, see init_from.py);
+< 0: never), log_every, init_from (a converted workdir to start from, see init_from.py),
+time_budget_s (> 0: fit the run into that many seconds, see budget.py);
 ``config.data.batch_size`` (global) and ``config.model.freeze_at``.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import tqdm
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
 from mrcnn_jax import errors
@@ -27,6 +29,7 @@ from mrcnn_jax import evaluate as evaluate_lib
 from mrcnn_jax.checkpoints import save_config
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.model.mask_rcnn import build_model
+from mrcnn_jax.train import budget as budget_lib
 from mrcnn_jax.train import checkpoint as checkpoint_lib
 from mrcnn_jax.train import init_from as init_from_lib
 from mrcnn_jax.train import mesh as mesh_lib
@@ -88,6 +91,37 @@ def _mean(window: list[dict]) -> dict:
   return {name: float(np.mean([m[name] for m in host])) for name in host[0] if name != "finite"}
 
 
+def _budget_start(tc: ConfigDict, workdir: str) -> budget_lib.Plan | None:
+  """With a time budget: evaluation at the end only, and the plan of an earlier run of ``workdir``
+  (a resumed run keeps its schedule), applied to ``tc``. Returns that plan, or None."""
+  if tc.time_budget_s <= 0:
+    return None
+  tc.eval_every = min(tc.eval_every, 0)
+  plan = budget_lib.load(workdir)
+  if plan is not None:
+    budget_lib.apply(tc, plan)
+    logging.info("time budget: keeping the plan of the earlier run, %d steps", plan.steps)
+  return plan
+
+
+def _budget_fit(tc: ConfigDict, workdir: str, step: int, elapsed_s: float, seconds_per_step: float,
+                compile_s: float, bar: tqdm.tqdm) -> budget_lib.Plan:
+  """Plans the rest of a budgeted run from process 0's measurements (a shortened schedule costs one
+  more compilation of the step, about ``compile_s``), applies it to ``tc``, saves it, tells the user."""
+  if jax.process_count() > 1:                     # one plan for all processes
+    seconds_per_step, compile_s = map(float, multihost_utils.broadcast_one_to_all(
+        np.array([seconds_per_step, compile_s])))
+  plan = budget_lib.fit(tc, elapsed_s, step, seconds_per_step, compile_s)
+  budget_lib.apply(tc, plan)
+  bar.total = plan.steps
+  seconds_left = (plan.steps - step) * seconds_per_step + (compile_s if plan.shortened else 0)
+  eta = time.localtime(time.time() + seconds_left)
+  if jax.process_index() == 0:
+    budget_lib.save(workdir, plan)
+    bar.write(budget_lib.describe(plan, time.strftime("%H:%M:%S", eta)))
+  return plan
+
+
 class Stopped(Exception):
   """Training stopped early by ``signal`` (SIGTERM: preemption; SIGINT: Ctrl-C), ``step`` saved."""
 
@@ -104,6 +138,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   Stopped after saving a checkpoint when SIGTERM or SIGINT stops it early. Fills in ``config.num_classes`` and ``class_names``
   from the dataset when they are unset (see ``data.pipeline.resolve_classes``).
   """
+  begin = time.perf_counter()
   tc = config.train
   if tc.steps < 1:
     raise errors.UserError(f"config.train.steps must be at least 1, got {tc.steps}")
@@ -112,6 +147,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   data_lib.resolve_classes(config)
   if tc.init_from:
     init_from_lib.take_fields(config, tc.init_from)
+  plan = _budget_start(tc, workdir)
   main = jax.process_index() == 0
   if main:
     save_config(config, workdir)
@@ -138,9 +174,14 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   watcher = preemption.PreemptionWatcher()
   bar = tqdm.tqdm(total=tc.steps, initial=start, disable=not main, unit="step", dynamic_ncols=True)
   summary, window, previous = {}, [], None
-  tick = time.perf_counter()
+  measure = ({start + 1, start + budget_lib.MEASURE_FROM, start + budget_lib.MEASURE_TO}
+             if tc.time_budget_s > 0 and plan is None else set())
+  marks = []
+  loop_start = tick = time.perf_counter()
+  step = start
   try:
-    for step in range(start + 1, tc.steps + 1):   # ``step`` = number of updates done after this one
+    while step < tc.steps:
+      step += 1                                   # ``step`` = number of updates done after this one
       batch = mesh_lib.global_batch(next(data_iter), mesh)
       state, metrics = step_fn(state, batch)
       if previous is not None:                    # checked one step late: keeps the device busy
@@ -148,6 +189,18 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
       previous = (step, metrics)
       window.append(metrics)
       bar.update(1)
+      if step in measure:                         # [first step (compiles), rate from, rate to]
+        jax.block_until_ready(metrics)
+        marks.append(time.perf_counter())
+        if len(marks) == 3:
+          rate = (marks[2] - marks[1]) / (budget_lib.MEASURE_TO - budget_lib.MEASURE_FROM)
+          plan = _budget_fit(tc, workdir, step, time.perf_counter() - begin, rate,
+                             compile_s=marks[0] - loop_start - rate, bar=bar)
+          if plan.shortened:                      # same optimizer state, another lr schedule
+            tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
+            step_fn = train_step_lib.make_train_step(graphdef, tx, schedule, mesh, freeze_at)
+            if main:
+              save_config(config, workdir)
 
       saving = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
       stop = watcher.should_stop(step)
