@@ -12,7 +12,7 @@ shift || true
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
 minutes=${QUICKSTART_MINUTES:-15}
-after_training=150  # seconds kept for the final evaluation and the pictures (~75 s on a slow 2-core CPU)
+after_training=100  # seconds kept for the final evaluation and the pictures (60 s on a slow 2-core CPU)
 
 stamp "environment"
 source scripts/env.sh

@@ -16,8 +16,8 @@ import os
 from ml_collections import ConfigDict
 
 PLAN_FILE = "budget_plan.json"
-MEASURE_FROM, MEASURE_TO = 5, 25  # the rate: steps after the first (compiling) one, past warm-up effects
-MARGIN = 0.93                     # of the remaining time planned for steps; the rest absorbs rate drift
+MEASURE_FROM, MEASURE_TO = 10, 40  # the rate: steps after the first (compiling) one, past warm-up effects
+MARGIN = 0.96                      # of the remaining time planned for steps; the rest absorbs rate drift
 
 
 @dataclasses.dataclass(frozen=True)

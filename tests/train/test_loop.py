@@ -228,23 +228,23 @@ def test_a_time_budget_shortens_the_schedule_and_a_resumed_run_keeps_it(stand_in
   config = trainer_config.copy_and_resolve_references()
   t = config.train
   t.steps, t.decay_steps, t.lr_schedule, t.log_every, t.checkpoint_every = 100, (80, 90), "step", 1, 0
-  t.time_budget_s, t.eval_every = 60.0, 20
+  t.time_budget_s, t.eval_every = 80.0, 20
   state, _ = loop.train(config, str(tmp_path))
-  # 25 steps in 25 s leave 35 s, of which 93 % buy 32 more steps: 57; lr decays at 80 and 90 % of them.
-  assert int(state["step"]) == 57
+  # 40 steps in 40 s leave 40 s, of which 96 % buy 38 more steps: 78; lr decays at 80 and 90 % of them.
+  assert int(state["step"]) == 78
   saved = json.loads((tmp_path / "config.json").read_text())["train"]
-  assert (saved["steps"], saved["decay_steps"], saved["eval_every"]) == (57, [46, 51], 0)
+  assert (saved["steps"], saved["decay_steps"], saved["eval_every"]) == (78, [62, 70], 0)
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   lr = {m["step"]: m["lr"] for m in lines if "lr" in m}
-  assert lr[46] == pytest.approx(10 * lr[47]) and lr[47] == lr[51] == pytest.approx(10 * lr[52])
+  assert lr[62] == pytest.approx(10 * lr[63]) and lr[63] == lr[70] == pytest.approx(10 * lr[71])
   assert "1.00 s/step measured" in capsys.readouterr().out
   assert len(evaluations) == 1                                # a budgeted run evaluates at the end only
-  assert json.loads((tmp_path / "budget_plan.json").read_text())["steps"] == 57
+  assert json.loads((tmp_path / "budget_plan.json").read_text())["steps"] == 78
 
   config = trainer_config.copy_and_resolve_references()     # the same command again: nothing to do
-  config.train.steps, config.train.time_budget_s = 100, 60.0
+  config.train.steps, config.train.time_budget_s = 100, 80.0
   state, _ = loop.train(config, str(tmp_path))
-  assert int(state["step"]) == 57
+  assert int(state["step"]) == 78
 
 
 def test_a_time_budget_that_fits_trains_the_configured_steps(stand_in, trainer_config, tmp_path,
@@ -253,7 +253,7 @@ def test_a_time_budget_that_fits_trains_the_configured_steps(stand_in, trainer_c
   monkeypatch.setattr(loop.time, "perf_counter", clock)
   stand_in(clock.batch)
   config = trainer_config.copy_and_resolve_references()
-  config.train.steps, config.train.time_budget_s, config.train.checkpoint_every = 30, 60.0, 0
+  config.train.steps, config.train.time_budget_s, config.train.checkpoint_every = 50, 60.0, 0
   state, _ = loop.train(config, str(tmp_path))
-  assert int(state["step"]) == 30
-  assert "configured 30 steps need ~15 s and fit" in capsys.readouterr().out
+  assert int(state["step"]) == 50
+  assert "configured 50 steps need ~25 s and fit" in capsys.readouterr().out
