@@ -176,6 +176,7 @@ def test_evaluation_cadence(stand_in, trainer_config, tmp_path, monkeypatch, eva
 def test_ctrl_c_in_a_multiprocess_job_goes_through_the_preemption_service(monkeypatch):
   received = []                        # stands in for JAX's SIGTERM notifier of a distributed job
   previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+  sigint_before = signal.getsignal(signal.SIGINT)  # SIG_IGN where a shell started the tests with `&`
   try:
     monkeypatch.setattr(preemption.jax, "process_count", lambda: 2)
     monkeypatch.setattr(preemption.multihost_utils, "reached_preemption_sync_point",
@@ -186,7 +187,7 @@ def test_ctrl_c_in_a_multiprocess_job_goes_through_the_preemption_service(monkey
     assert received == [signal.SIGTERM]                        # every process stops at one step
     assert watcher.should_stop(2) and watcher.signal == signal.SIGINT
     watcher.close()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is sigint_before
   finally:
     signal.signal(signal.SIGTERM, previous)
 
