@@ -40,9 +40,9 @@ def fit(train: ConfigDict, elapsed_s: float, step: int, seconds_per_step: float,
   its budget at ``seconds_per_step``; a shortened schedule first costs ``compile_s`` (the step is
   compiled again). Never fewer steps than ``step + 1``."""
   usable = MARGIN * (train.time_budget_s - elapsed_s)
-  steps = train.steps
-  if (steps - step) * seconds_per_step > usable:
-    steps = max(step + 1, step + int((usable - compile_s) / seconds_per_step))
+  if (train.steps - step) * seconds_per_step <= usable:   # fits: the configured schedule, untouched
+    return Plan(train.steps, tuple(train.decay_steps), train.steps, seconds_per_step, train.time_budget_s)
+  steps = max(step + 1, step + int((usable - compile_s) / seconds_per_step))
   scale = steps / train.steps
   decay = tuple(min(steps, max(step + 1, round(d * scale))) for d in train.decay_steps)
   return Plan(steps, decay, train.steps, seconds_per_step, train.time_budget_s)

@@ -13,6 +13,9 @@ def train_config(steps=2250, decay_steps=(1875, 2150), time_budget_s=700.0):
 def test_the_configured_schedule_when_it_fits():
   plan = budget.fit(train_config(), elapsed_s=40.0, step=25, seconds_per_step=0.25, compile_s=30.0)
   assert (plan.steps, plan.decay_steps, plan.shortened) == (2250, (1875, 2150), False)
+  # a decay point the measurement already passed stays where it was (a resume replays it there)
+  plan = budget.fit(train_config(decay_steps=(20, 2150)), 40.0, 40, 0.25)
+  assert plan.decay_steps == (20, 2150)
 
 
 def test_a_slow_machine_gets_the_same_schedule_shape_in_fewer_steps():
