@@ -3,7 +3,8 @@
 ``StandardROIHeads`` (FPN and C5): pooler -> ``box_head`` (2 FC) -> ``box_predictor``; pooler ->
 ``mask_head`` (FCN or MLP). ``Res5ROIHeads`` (C4): pooler -> ``res5`` shared by the box branch (spatial
 mean -> ``box_predictor``) and the mask branch (``mask_head``: the FCN head with zero convs), as in
-Faster R-CNN's C4 and Detectron2's Res5ROIHeads. Both share ``ROIHeads``'s training and inference flow.
+Faster R-CNN's C4 and Detectron2's Res5ROIHeads; in training res5 runs once, on the sampled RoIs, and
+the mask branch takes the foreground ones' outputs. Both share ``ROIHeads``'s training and inference flow.
 
 Shapes: B images; P proposals per image; S sampled RoIs per image, of which the mask loss trains on
 the first F foreground ones (F = ``mask.rois_per_image``, or all foreground slots when 0); D detections
@@ -28,6 +29,11 @@ from mrcnn_jax.model.pooling import pool_rois
 from mrcnn_jax.model.resnet import make_stage, run_stage, stage_channels
 from mrcnn_jax.model.roi_sampling import foreground_slots, sample_rois, select_foreground
 from mrcnn_jax.ops.roi_pooling import sampling_grid
+
+
+def take_slots(x, positions):
+  """x [B,S,...] at positions [B,F] along S -> [B,F,...]."""
+  return jnp.take_along_axis(x, positions.reshape(*positions.shape, *([1] * (x.ndim - 2))), axis=1)
 
 
 class ROIHeads(nnx.Module):
@@ -75,13 +81,21 @@ class ROIHeads(nnx.Module):
 
   def box_logits(self, features, rois):
     """rois [B,N,4] -> class logits [B,N,K+1], deltas [B,N,K,4]."""
-    b, n = rois.shape[:2]
-    logits, deltas = self.box_predictor(self.box_features(features, rois))
-    return logits.reshape(b, n, -1), deltas.reshape(b, n, *deltas.shape[1:])
+    return self.predict_boxes(self.box_features(features, rois), rois.shape[:2])
+
+  def predict_boxes(self, box_features, batch_shape):
+    """box_features [B*N,F] -> class logits [B,N,K+1], deltas [B,N,K,4] (batch_shape: (B, N))."""
+    logits, deltas = self.box_predictor(box_features)
+    return logits.reshape(*batch_shape, -1), deltas.reshape(*batch_shape, *deltas.shape[1:])
 
   def mask_logits(self, features, rois) -> jax.Array:
     """rois [B,N,4] -> mask logits [B*N,M,M,C]."""
     return self.mask_head(self.mask_features(features, rois))
+
+  def train_logits(self, features, rois, fg):
+    """Training's class logits [B,S,K+1] and deltas [B,S,K,4] of the sampled rois [B,S,4], and mask
+    logits [B*F,M,M,C] of those at positions fg [B,F]."""
+    return (*self.box_logits(features, rois), self.mask_logits(features, take_slots(rois, fg)))
 
   def losses(self, features, proposals, proposal_valid, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
     """{"cls", "box", "mask"} for proposals [B,P,4] / valid [B,P] and the batch's ground truth."""
@@ -89,16 +103,13 @@ class ROIHeads(nnx.Module):
     samples = jax.vmap(functools.partial(sample_rois, cfg=self.roi_cfg, box_weights=self.box_weights))(
         proposals, proposal_valid, batch["gt_boxes"], batch["gt_classes"], batch["gt_valid"],
         batch["gt_crowd"], jax.random.split(key, num_images))
-    cls_logits, box_deltas = self.box_logits(features, samples["rois"])
+    # Foreground RoIs are in random order, so the first ``mask_rois`` of them are a random subset.
+    fg, fg_valid = jax.vmap(select_foreground, (0, None))(samples["classes"], self.mask_rois)
+    cls_logits, box_deltas, logits = self.train_logits(features, samples["rois"], fg)
     cls_loss, box_loss = box_losses(cls_logits.reshape(-1, cls_logits.shape[-1]),
                                     box_deltas.reshape(-1, *box_deltas.shape[2:]),
                                     samples["classes"].reshape(-1), samples["box_targets"].reshape(-1, 4))
-
-    # Foreground RoIs are in random order, so the first ``mask_rois`` of them are a random subset.
-    fg, fg_valid = jax.vmap(select_foreground, (0, None))(samples["classes"], self.mask_rois)
-    take = lambda x: jnp.take_along_axis(x, fg.reshape(num_images, -1, *([1] * (x.ndim - 2))), axis=1)
-    fg_rois, fg_classes, fg_matched = take(samples["rois"]), take(samples["classes"]), take(samples["matched"])
-    logits = self.mask_logits(features, fg_rois)
+    fg_rois, fg_classes, fg_matched = (take_slots(samples[k], fg) for k in ("rois", "classes", "matched"))
     targets = jax.vmap(functools.partial(ops.mask_targets, size=logits.shape[1]))(
         batch["gt_masks"], batch["gt_boxes"], fg_rois, fg_matched)
     loss = mask_loss(logits, targets.reshape(-1, *targets.shape[2:]), fg_classes.reshape(-1),
@@ -185,3 +196,12 @@ class Res5ROIHeads(ROIHeads):
 
   def mask_features(self, features, rois) -> jax.Array:
     return self._res5(features, rois)
+
+  def train_logits(self, features, rois, fg):
+    """As ``ROIHeads.train_logits``, with res5 run once: the mask head takes the foreground RoIs'
+    res5 outputs from the box branch's (Detectron2's Res5ROIHeads does the same)."""
+    b, s = rois.shape[:2]
+    res5 = self._res5(features, rois)  # [B*S,7,7,C]
+    fg_res5 = take_slots(res5.reshape(b, s, *res5.shape[1:]), fg)
+    return (*self.predict_boxes(res5.mean(axis=(1, 2)), (b, s)),
+            self.mask_head(fg_res5.reshape(-1, *res5.shape[1:])))

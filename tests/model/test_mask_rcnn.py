@@ -103,6 +103,36 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
   assert all(np.isfinite(float(v)) for v in out.values())
 
 
+def test_c4_training_runs_res5_once_and_matches_running_it_per_branch(make_config, make_batch, monkeypatch):
+  """C4's mask branch reuses the box branch's res5 outputs of the foreground RoIs: same losses and
+  gradients as pooling those RoIs again and running res5 on them a second time."""
+  config = make_config(**{"head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32),
+                          "mask.rois_per_image": 3})
+  batch = make_batch(config, num_instances=2)
+  model = build_model(config)
+  heads = type(model.roi_heads)
+  calls = []
+  res5 = heads._res5
+  monkeypatch.setattr(heads, "_res5", lambda self, f, rois: calls.append(rois.shape) or res5(self, f, rois))
+  jax.eval_shape(lambda: model.losses(batch, jax.random.key(0)))
+  assert calls == [(2, config.model.roi.batch_per_image, 4)]
+
+  def losses_and_grads():
+    loss = lambda m: sum(m.losses(batch, jax.random.key(0)).values())
+    return nnx.jit(lambda m: (m.losses(batch, jax.random.key(0)), nnx.grad(loss)(m)))(model)
+
+  shared, shared_grads = losses_and_grads()
+  monkeypatch.setattr(heads, "train_logits", heads.__mro__[1].train_logits)  # res5 once per branch
+  twice, twice_grads = losses_and_grads()
+  for name in twice:
+    np.testing.assert_allclose(shared[name], twice[name], rtol=1e-5, atol=1e-6, err_msg=name)
+  assert float(shared["mask"]) > 0
+  res5_grads = jax.tree.leaves(nnx.state(shared_grads.roi_heads.res5))
+  assert any(np.abs(g).max() > 0 for g in res5_grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               nnx.state(shared_grads), nnx.state(twice_grads))
+
+
 def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
   roi = make_config().model.roi
   batch = make_batch(make_config(), num_instances=2)
