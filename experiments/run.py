@@ -77,13 +77,18 @@ def check_same_config(config, saved: dict | None, where: str):
 
 
 def machine() -> str:
-  """The CPU model and core count, and JAX's backend and device."""
+  """The CPU model, its core count and how many of them this process may run on (``taskset``), and
+  JAX's backend and device."""
   cpu = platform.processor() or platform.machine()
   if os.path.exists("/proc/cpuinfo"):
     with open("/proc/cpuinfo") as f:
       cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+  cores = f"{os.cpu_count()} cores"
+  usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  if usable != os.cpu_count():
+    cores += f", this run pinned to {usable}"
   device = jax.devices()[0]
-  return f"{cpu}, {os.cpu_count()} cores; JAX {jax.__version__} on {device.platform} ({device.device_kind})"
+  return f"{cpu}, {cores}; JAX {jax.__version__} on {device.platform} ({device.device_kind})"
 
 
 def train_arm(config, workdir: str) -> dict | None:

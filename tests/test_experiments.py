@@ -166,6 +166,15 @@ def test_report_only_needs_only_the_result_files(tmp_path, monkeypatch, shapes_d
   assert "config" not in json.load(open(results / "results.json"))["arms"]["softmax"]["seeds"]["0"]
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_machine_says_when_the_run_was_pinned_to_fewer_cores(monkeypatch):
+  monkeypatch.setattr(os, "cpu_count", lambda: 2)
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1})
+  assert "2 cores, this run pinned to 1;" in run.machine()
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+  assert "2 cores;" in run.machine() and "pinned" not in run.machine()
+
+
 def test_config_diff_ignores_added_fields_and_the_data_location():
   saved = {"model": {"width": 32, "old": 1}, "data": {"data_dir": "/a", "name": "x"}}
   assert run.config_diff(saved, {"model": {"width": 32, "new": 2}, "data": {"data_dir": "b", "name": "x"}}) == []
