@@ -10,7 +10,10 @@ after the other, seed 0 of every arm before any seed 1. A finished run writes R/
 (R = experiments/results by default, W/results with --quick): its metrics, cost, date, machine and
 config. That file is what marks the run done: runs that have one are skipped, so a sweep resumes
 from the committed results of a fresh clone (and from W's checkpoints for the run in progress). A
-result or workdir that holds a different config is an error. After every run R/results.json,
+result or workdir that holds a different config is an error. Sweep processes may share W, say one
+per core of a CPU whose convolutions scale badly across threads (``taskset -c 0 python -m
+experiments.run ... & taskset -c 1 python -m experiments.run ...``, the same arguments): each skips
+the runs another one is training (W/<arm>/seed<k>/sweep.lock). After every run R/results.json,
 R/<sweep>.md and R/<sweep>.png are rewritten from all the result files under R; --report-only does
 only that (no workdir needed). --readme also writes the table into that file's RESULTS section.
 Use JAX_PLATFORMS=cpu on a machine without an accelerator.
@@ -19,6 +22,7 @@ Use JAX_PLATFORMS=cpu on a machine without an accelerator.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import json
@@ -34,6 +38,7 @@ from mrcnn_jax import configs
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 WALL = "wall.json"
+LOCK = "sweep.lock"  # in a run's workdir while a sweep process trains it: "HOST PID"
 LOCAL_FIELDS = ("data.data_dir",)  # where the data lies, not what it is: ignored when comparing configs
 
 
@@ -89,6 +94,48 @@ def machine() -> str:
     cores += f", this run pinned to {usable}"
   device = jax.devices()[0]
   return f"{cpu}, {cores}; JAX {jax.__version__} on {device.platform} ({device.device_kind})"
+
+
+def claim(run_dir: str) -> str | None:
+  """Takes the run in ``run_dir`` for this process, so that sweep processes sharing a workdir never
+  train the same run: None once its LOCK file names this process, else who holds it ("HOST PID").
+  A lock left by a process that has ended on this host is taken over."""
+  os.makedirs(run_dir, exist_ok=True)
+  lock = os.path.join(run_dir, LOCK)
+  while True:
+    try:
+      with open(lock, "x") as f:
+        f.write(f"{platform.node()} {os.getpid()}")
+      return None
+    except FileExistsError:
+      with open(lock) as f:
+        holder = f.read().split()
+      if not _left_behind(holder):
+        return " ".join(holder) or "another process"
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(lock)
+
+
+def release(run_dir: str) -> None:
+  """Removes this process's lock on ``run_dir``."""
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(os.path.join(run_dir, LOCK))
+
+
+def _left_behind(holder: list[str]) -> bool:
+  """Whether a lock's ``holder`` [host, pid] is this process or one that has ended on this host."""
+  if len(holder) != 2 or holder[0] != platform.node() or not holder[1].isdigit():
+    return False
+  pid = int(holder[1])
+  if pid == os.getpid():
+    return True
+  try:
+    os.kill(pid, 0)  # signal 0: only asks whether the process exists
+  except ProcessLookupError:
+    return True
+  except PermissionError:  # it exists, another user's
+    pass
+  return False
 
 
 def train_arm(config, workdir: str) -> dict | None:
@@ -236,16 +283,26 @@ def main(argv=None):
         check_same_config(config, _read_json(path)["config"], path)
         print(f"{tag}: skip (finished: {path})", flush=True)
         continue
-      eta = _eta(results, todo[i - 1:], durations)
-      print(f"{tag}: train (rows {', '.join(arm.rows)}; overrides {arm.overrides or 'none'}); "
-            f"elapsed {_hms(time.perf_counter() - began)}, ETA {eta}", flush=True)
-      tick = time.perf_counter()
-      final = train_arm(config, run_dir)
-      durations.append(time.perf_counter() - tick)
-      if final is None:
-        print(f"{tag}: preempted, checkpoint saved; rerun the same command to resume", flush=True)
-        return 1
-      _write_json(path, record(final, config, arm))
+      holder = claim(run_dir)
+      if holder:
+        print(f"{tag}: skip (being trained by {holder}; if no such process runs, remove "
+              f"{os.path.join(run_dir, LOCK)})", flush=True)
+        continue
+      try:
+        if os.path.exists(path):  # another sweep process finished it since the check above
+          continue
+        eta = _eta(results, todo[i - 1:], durations)
+        print(f"{tag}: train (rows {', '.join(arm.rows)}; overrides {arm.overrides or 'none'}); "
+              f"elapsed {_hms(time.perf_counter() - began)}, ETA {eta}", flush=True)
+        tick = time.perf_counter()
+        final = train_arm(config, run_dir)
+        durations.append(time.perf_counter() - tick)
+        if final is None:
+          print(f"{tag}: preempted, checkpoint saved; rerun the same command to resume", flush=True)
+          return 1
+        _write_json(path, record(final, config, arm))
+      finally:
+        release(run_dir)
       print(f"{tag}: done in {_hms(durations[-1])}: mask AP {final.get('segm/AP', float('nan')):.1f}, "
             f"box AP {final.get('bbox/AP', float('nan')):.1f}; wrote {path}", flush=True)
       write_report(args.sweep, module.SUBTABLES, arm_list, results)

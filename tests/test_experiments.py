@@ -3,8 +3,11 @@ trainer for the rest), resuming and skipping, --only, the report, and the verdic
 
 import json
 import os
+import platform
 import shutil
 import signal
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -164,6 +167,40 @@ def test_report_only_needs_only_the_result_files(tmp_path, monkeypatch, shapes_d
   assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![mask AP per arm](results/table2.png)" in text
   assert (results / "table2.png").exists() and (results / "results.json").exists()
   assert "config" not in json.load(open(results / "results.json"))["arms"]["softmax"]["seeds"]["0"]
+
+
+def test_a_run_claimed_by_another_live_process_is_left_to_it(tmp_path, monkeypatch, capsys):
+  run_dir = tmp_path / "r"
+  lock = run_dir / run.LOCK
+  assert run.claim(str(run_dir)) is None
+  assert lock.read_text() == f"{platform.node()} {os.getpid()}"
+  assert run.claim(str(run_dir)) is None            # this process's own lock, left behind
+  lock.write_text(f"{platform.node()} {os.getppid()}")
+  assert run.claim(str(run_dir)) == f"{platform.node()} {os.getppid()}"
+  lock.write_text(f"another-host {os.getpid()}")    # liveness is known on this host only
+  assert run.claim(str(run_dir)) == f"another-host {os.getpid()}"
+  ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+  lock.write_text(f"{platform.node()} {ended}")      # its process has ended: taken over
+  assert run.claim(str(run_dir)) is None and lock.read_text().endswith(f" {os.getpid()}")
+  run.release(str(run_dir))
+  assert not lock.exists()
+
+
+def test_sweep_processes_sharing_a_workdir_skip_each_others_runs(shapes_data, tmp_path, monkeypatch, capsys):
+  fake = FakeTrainer()
+  monkeypatch.setattr(loop, "train", fake)
+  workdir = tmp_path / "w"
+  held = workdir / "softmax" / "seed0"
+  held.mkdir(parents=True)
+  (held / run.LOCK).write_text(f"{platform.node()} {os.getppid()}")   # a live process trains it
+  assert run.main(quick_args(workdir, shapes_data, "--only", "b")) == 0
+  assert fake.calls == [("r18_fpn", 0)]
+  assert f"softmax seed 0: skip (being trained by {platform.node()} {os.getppid()}" in capsys.readouterr().out
+  assert not (workdir / "r18_fpn" / "seed0" / run.LOCK).exists()      # released when done
+  (held / run.LOCK).unlink()                                          # that process finished
+  assert run.main(quick_args(workdir, shapes_data, "--only", "b")) == 0
+  assert fake.calls == [("r18_fpn", 0), ("softmax", 0)]
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
