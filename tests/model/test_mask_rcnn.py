@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from mrcnn_jax import build_model
+from mrcnn_jax.model.resnet import stage_channels
 from mrcnn_jax.model.roi_sampling import foreground_slots
 
 
@@ -105,30 +106,34 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
 
 def test_c4_training_runs_res5_once_and_matches_running_it_per_branch(make_config, make_batch, monkeypatch):
   """C4's mask branch reuses the box branch's res5 outputs of the foreground RoIs: same losses and
-  gradients as pooling those RoIs again and running res5 on them a second time."""
+  gradients as pooling those RoIs again and running res5 on them a second time. (The RoI heads
+  alone, on random res4 features and proposals: the backbone and RPN do not take part.)"""
   config = make_config(**{"head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32),
                           "mask.rois_per_image": 3})
   batch = make_batch(config, num_instances=2)
-  model = build_model(config)
-  heads = type(model.roi_heads)
+  heads = build_model(config).roi_heads
+  m, canvas = config.model, config.data.canvas
+  res4 = jax.random.normal(jax.random.key(1), (2, canvas // 16, canvas // 16, stage_channels(m.backbone, 4, m.width)))
+  corners = jax.random.uniform(jax.random.key(2), (2, 16, 2, 2), maxval=float(canvas))
+  proposals = jnp.concatenate([corners.min(axis=2), corners.max(axis=2)], axis=-1)  # [2,16,4] x1y1x2y2
+  args = (res4, proposals, jnp.ones((2, 16), bool), batch, jax.random.key(0))
   calls = []
-  res5 = heads._res5
-  monkeypatch.setattr(heads, "_res5", lambda self, f, rois: calls.append(rois.shape) or res5(self, f, rois))
-  jax.eval_shape(lambda: model.losses(batch, jax.random.key(0)))
+  res5 = type(heads)._res5
+  monkeypatch.setattr(type(heads), "_res5", lambda self, f, rois: calls.append(rois.shape) or res5(self, f, rois))
+  jax.eval_shape(lambda: heads.losses(*args))
   assert calls == [(2, config.model.roi.batch_per_image, 4)]
 
   def losses_and_grads():
-    loss = lambda m: sum(m.losses(batch, jax.random.key(0)).values())
-    return nnx.jit(lambda m: (m.losses(batch, jax.random.key(0)), nnx.grad(loss)(m)))(model)
+    loss = lambda h: sum(h.losses(*args).values())
+    return nnx.jit(lambda h: (h.losses(*args), nnx.grad(loss)(h)))(heads)
 
   shared, shared_grads = losses_and_grads()
-  monkeypatch.setattr(heads, "train_logits", heads.__mro__[1].train_logits)  # res5 once per branch
+  monkeypatch.setattr(type(heads), "train_logits", type(heads).__mro__[1].train_logits)  # res5 per branch
   twice, twice_grads = losses_and_grads()
   for name in twice:
     np.testing.assert_allclose(shared[name], twice[name], rtol=1e-5, atol=1e-6, err_msg=name)
   assert float(shared["mask"]) > 0
-  res5_grads = jax.tree.leaves(nnx.state(shared_grads.roi_heads.res5))
-  assert any(np.abs(g).max() > 0 for g in res5_grads)
+  assert any(np.abs(g).max() > 0 for g in jax.tree.leaves(nnx.state(shared_grads.res5)))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                nnx.state(shared_grads), nnx.state(twice_grads))
 
