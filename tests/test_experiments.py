@@ -169,7 +169,7 @@ def test_report_only_needs_only_the_result_files(tmp_path, monkeypatch, shapes_d
   assert "config" not in json.load(open(results / "results.json"))["arms"]["softmax"]["seeds"]["0"]
 
 
-def test_a_run_claimed_by_another_live_process_is_left_to_it(tmp_path, monkeypatch, capsys):
+def test_a_run_claimed_by_another_live_process_is_left_to_it(tmp_path):
   run_dir = tmp_path / "r"
   lock = run_dir / run.LOCK
   assert run.claim(str(run_dir)) is None
