@@ -16,11 +16,11 @@ from mrcnn_jax.model.roi_sampling import foreground_slots
 ADAM = optax.adam(3e-3)  # one transform object, so tests with one config share one compiled step
 
 
-def test_backbone_and_fpn_shapes(make_config):
+def test_backbone_and_fpn_shapes(make_config, jit_features):
   config = make_config()
   model = build_model(config)
   image = jnp.zeros((2, 64, 64, 3), jnp.uint8)
-  rpn_features, pool_features = nnx.jit(lambda m, x: m.features(x))(model, image)
+  rpn_features, pool_features = jit_features(model, image)
   assert [f.shape for f in rpn_features] == [(2, 64 // s, 64 // s, 16) for s in (4, 8, 16, 32, 64)]
   assert len(pool_features) == 4
   logits, deltas = model.proposal_generator(rpn_features)
@@ -30,15 +30,15 @@ def test_backbone_and_fpn_shapes(make_config):
     assert lg.dtype == jnp.float32
 
 
-def test_losses_and_detect_shapes(make_config, make_batch):
+def test_losses_and_detect_shapes(make_config, make_batch, jit_losses, jit_detect):
   config = make_config()
   model = build_model(config)
   batch = make_batch(config)
-  losses = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(0))
+  losses = jit_losses(model, batch, jax.random.key(0))
   assert set(losses) == {"rpn_cls", "rpn_box", "cls", "box", "mask"}
   for name, value in losses.items():
     assert value.shape == () and value.dtype == jnp.float32 and np.isfinite(value), name
-  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
+  det = jit_detect(model, batch["image"], batch["image_size"])
   d = config.model.roi.detections_per_image
   assert det["boxes"].shape == (2, d, 4) and det["scores"].shape == (2, d)
   assert det["classes"].dtype == jnp.int32 and det["masks"].shape == (2, d, 28, 28)
@@ -68,7 +68,7 @@ def test_train_step_gradients_finite_and_loss_falls_on_repeated_batch(train_step
   assert np.mean([h["mask"] for h in history[-3:]]) < first["mask"]
 
 
-def test_zero_instance_images_give_finite_losses_and_no_detections(train_step, make_config, make_batch):
+def test_zero_instance_images_give_finite_losses_and_no_detections(train_step, make_config, make_batch, jit_detect):
   config = make_config()
   model = build_model(config)
   batch = make_batch(config, num_instances=0)
@@ -79,15 +79,15 @@ def test_zero_instance_images_give_finite_losses_and_no_detections(train_step, m
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert float(losses["box"]) == 0.0 and float(losses["mask"]) == 0.0 and float(losses["rpn_box"]) == 0.0
   # Trained only on background, the classifier rejects everything at the default threshold.
-  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
+  det = jit_detect(model, batch["image"], batch["image_size"])
   assert int(np.asarray(det["valid"]).sum()) == 0
 
 
-def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch):
+def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch, jit_losses):
   config = make_config()
   model = build_model(config)
   batch = make_batch(config, num_instances=2)
-  fn = nnx.jit(lambda m, b, k: m.losses(b, k))
+  fn = jit_losses
   base = fn(model, batch, jax.random.key(0))
   noisy = dict(batch)
   noisy["gt_boxes"] = batch["gt_boxes"].copy()
@@ -138,7 +138,7 @@ def test_c4_training_runs_res5_once_and_matches_running_it_per_branch(make_confi
                nnx.state(shared_grads), nnx.state(twice_grads))
 
 
-def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
+def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch, jit_losses):
   roi = make_config().model.roi
   batch = make_batch(make_config(), num_instances=2)
   slots = foreground_slots(roi)
@@ -151,7 +151,7 @@ def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch):
     jax.eval_shape(lambda: model.losses(batch, jax.random.key(0)))
     assert seen == [(2, cap or slots, 4)]
     del model.roi_heads.mask_logits
-    losses[cap] = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(0))
+    losses[cap] = jit_losses(model, batch, jax.random.key(0))
   for name in ("rpn_cls", "rpn_box", "cls", "box"):  # same sampled RoIs: the box branch is untouched
     np.testing.assert_array_equal(losses[2][name], losses[0][name], err_msg=name)
   assert np.isfinite(float(losses[2]["mask"])) and float(losses[2]["mask"]) > 0
@@ -206,22 +206,21 @@ def test_wrong_image_shape_raises(make_config):
     model.detect(jnp.zeros((1, 32, 32, 3), jnp.uint8), jnp.full((1, 2), 32))
 
 
-def test_bgr_input_format_flips_channels_before_normalising(make_config):
+def test_bgr_input_format_flips_channels_before_normalising(make_config, jit_features):
   rgb = build_model(make_config(pixel_mean=(10.0, 20.0, 30.0), pixel_std=(1.0, 2.0, 3.0)))
   bgr = build_model(make_config(input_format="BGR", pixel_mean=(30.0, 20.0, 10.0), pixel_std=(3.0, 2.0, 1.0)))
   stem = bgr.backbone.bottom_up.stem.conv  # same seed, same weights: give it the RGB filter on B, G, R planes
   stem.kernel[...] = stem.kernel[...][:, :, ::-1]
   image = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3)), jnp.uint8)
-  features = nnx.jit(lambda m, x: m.features(x)[0])
-  for a, b in zip(features(rgb, image), features(bgr, image)):
+  for a, b in zip(jit_features(rgb, image)[0], jit_features(bgr, image)[0]):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_stride_in_1x1_moves_the_bottleneck_stride_to_conv1(make_config):
+def test_stride_in_1x1_moves_the_bottleneck_stride_to_conv1(make_config, jit_features):
   model = build_model(make_config(backbone="resnet50", stride_in_1x1=True))
   first = model.backbone.bottom_up.res3[0]
   assert (first.conv1.conv.strides, first.conv2.conv.strides) == ((2, 2), (1, 1))
   default = build_model(make_config(backbone="resnet50")).backbone.bottom_up.res3[0]
   assert (default.conv1.conv.strides, default.conv2.conv.strides) == ((1, 1), (2, 2))
-  rpn_features, _ = nnx.jit(lambda m, x: m.features(x))(model, jnp.zeros((1, 64, 64, 3), jnp.uint8))
+  rpn_features, _ = jit_features(model, jnp.zeros((1, 64, 64, 3), jnp.uint8))
   assert [f.shape[1] for f in rpn_features] == [16, 8, 4, 2, 1]

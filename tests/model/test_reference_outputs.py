@@ -25,11 +25,11 @@ CASES = {
 }
 
 
-def outputs(config, batch) -> dict[str, np.ndarray]:
+def outputs(config, batch, jit_losses, jit_detect) -> dict[str, np.ndarray]:
   """Losses, detections and the sorted parameter shapes of a freshly built model (seed 0)."""
   model = build_model(config, seed=0)
-  losses = nnx.jit(lambda m, b, k: m.losses(b, k))(model, batch, jax.random.key(7))
-  det = nnx.jit(lambda m, i, s: m.detect(i, s))(model, batch["image"], batch["image_size"])
+  losses = jit_losses(model, batch, jax.random.key(7))
+  det = jit_detect(model, batch["image"], batch["image_size"])
   shapes = sorted(tuple(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
   out = {f"loss/{k}": np.asarray(v) for k, v in losses.items()}
   out.update({f"detect/{k}": np.asarray(v) for k, v in det.items()})
@@ -38,9 +38,9 @@ def outputs(config, batch) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_outputs_match_the_recorded_reference(make_config, make_batch, case):
+def test_outputs_match_the_recorded_reference(make_config, make_batch, jit_losses, jit_detect, case):
   config = make_config(**CASES[case])
-  got = outputs(config, make_batch(config, batch_size=2, num_instances=3, seed=3))
+  got = outputs(config, make_batch(config, batch_size=2, num_instances=3, seed=3), jit_losses, jit_detect)
   if os.environ.get("MRCNN_RECORD_REFERENCE"):
     recorded = dict(np.load(REFERENCE)) if os.path.exists(REFERENCE) else {}
     recorded.update({f"{case}/{k}": v for k, v in got.items()})
