@@ -61,10 +61,10 @@ def load(path: str) -> MaskRCNN:
   if config.pretrained.backbone_only:
     raise UserError(f"{workdir} holds an ImageNet backbone, not a model: train from it with "
                     f"--config.train.init_from={workdir}")
-  abstract = nnx.eval_shape(lambda: build_model(config))
-  like = {"params": nnx.state(abstract, nnx.Param), "batch_stats": nnx.state(abstract, nnx.BatchStat)}
-  restored = restore_variables(workdir, like, step)  # first: a missing checkpoint fails fast
-  model = build_model(config)
-  for state in restored.values():
-    nnx.update(model, state)
-  return model
+  # The model's structure without initialising it: random init of every parameter, to be overwritten,
+  # would cost more than the restore (op by op, a compile per parameter shape: ~50 s for R50-FPN).
+  graphdef, params, batch_stats = nnx.split(nnx.eval_shape(lambda: build_model(config)), nnx.Param,
+                                            nnx.BatchStat)
+  restored = restore_variables(workdir, {"params": params, "batch_stats": batch_stats}, step)
+  # Checkpoints hold "batch_stats" exactly when the model has them (frozen BN); else it is empty.
+  return nnx.merge(graphdef, restored["params"], restored.get("batch_stats", batch_stats))
