@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax.configs import shapes_tiny, tiny
 from mrcnn_jax.data import prepare
 
 @pytest.fixture(scope="session")
@@ -21,17 +21,16 @@ def shapes_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trainer_config(shapes_data):
-  """shapes_tiny on a 64 px canvas, width 16, global batch 4, 4 steps at full learning rate, no
-  evaluation, with the paper's recipe (SGD, no norm in the FPN and mask head).
+  """The ``tiny`` preset (64 px canvas, a few RoIs) at width 16, global batch 4, 4 steps at full
+  learning rate, no evaluation, with the paper's recipe (SGD, no norm in the FPN and mask head).
 
   Not shapes_tiny's AdamW and head GroupNorm: the tests compare runs whose gradients differ by float
   rounding (another reduction order over devices), and both divide by a standard deviation that can
   be near zero here (Adam's sqrt(v), GroupNorm of one-channel groups on 64 px images), which magnifies
   those differences (losses 4e-4 apart after two AdamW steps) beyond what SGD's update does.
   """
-  config = shapes_tiny.paper_recipe(shapes_tiny.get_config())
+  config = shapes_tiny.paper_recipe(tiny.get_config())
   config.data.data_dir, config.data.name = shapes_data
-  config.data.canvas = config.data.min_size = config.data.max_size = 64
   config.data.batch_size = 4
   t = config.train
   t.steps, t.warmup_steps, t.log_every, t.checkpoint_every, t.keep, t.eval_every = 4, 0, 1, 2, 10, -1
