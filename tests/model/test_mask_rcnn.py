@@ -87,20 +87,19 @@ def test_padded_and_crowd_instances_do_not_change_losses(make_config, make_batch
   config = make_config()
   model = build_model(config)
   batch = make_batch(config, num_instances=2)
-  fn = jit_losses
-  base = fn(model, batch, jax.random.key(0))
+  base = jit_losses(model, batch, jax.random.key(0))
   noisy = dict(batch)
   noisy["gt_boxes"] = batch["gt_boxes"].copy()
   noisy["gt_boxes"][:, 3] = [5, 5, 40, 40]  # a padded slot with garbage coordinates
   noisy["gt_classes"] = batch["gt_classes"].copy()
   noisy["gt_classes"][:, 3] = 3
-  out = fn(model, noisy, jax.random.key(0))
+  out = jit_losses(model, noisy, jax.random.key(0))
   for k in base:
     np.testing.assert_allclose(out[k], base[k], rtol=1e-5, err_msg=k)
   crowd = dict(noisy, gt_valid=batch["gt_valid"].copy(), gt_crowd=batch["gt_crowd"].copy())
   crowd["gt_valid"][:, 3] = True
   crowd["gt_crowd"][:, 3] = True
-  out = fn(model, crowd, jax.random.key(0))
+  out = jit_losses(model, crowd, jax.random.key(0))
   assert all(np.isfinite(float(v)) for v in out.values())
 
 
