@@ -34,7 +34,7 @@ import time
 import jax
 
 from experiments import report, sweep
-from mrcnn_jax import configs
+from mrcnn_jax import compile_cache, configs
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 WALL = "wall.json"
@@ -311,4 +311,5 @@ def main(argv=None):
   return 0
 
 if __name__ == "__main__":
+  compile_cache.enable()
   sys.exit(main())

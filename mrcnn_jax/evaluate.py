@@ -16,7 +16,7 @@ import json
 
 from etils import epath
 
-from mrcnn_jax import checkpoints, errors
+from mrcnn_jax import checkpoints, compile_cache, errors
 from mrcnn_jax.coco import coco_metrics, detections_to_coco, gt_to_coco
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.data import sources
@@ -73,4 +73,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  compile_cache.enable()
   raise SystemExit(main())

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from mrcnn_jax import errors
+from mrcnn_jax import compile_cache, errors
 from mrcnn_jax.inference import SCORE_THRESHOLD
 
 MAX_PICTURE_SIDE = 2048  # larger pictures are scaled down to this and saved as JPEG
@@ -99,4 +99,5 @@ def _run(parser, args) -> int:
 
 
 if __name__ == "__main__":
+  compile_cache.enable()
   raise SystemExit(main())

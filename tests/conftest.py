@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MRCNN_JAX_COMPILATION_CACHE", "off")  # CLIs run by tests write no ~/.cache
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

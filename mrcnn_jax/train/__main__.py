@@ -20,7 +20,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from mrcnn_jax import errors
+from mrcnn_jax import compile_cache, errors
 from mrcnn_jax.train import loop
 
 config_flags.DEFINE_config_file("config", None, "Python config file (get_config()).", lock_config=True)
@@ -84,4 +84,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+  compile_cache.enable()
   app.run(main, flags_parser=parse_flags)
