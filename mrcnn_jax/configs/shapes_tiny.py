@@ -41,10 +41,10 @@ def get_config():
 
 
 def paper_recipe(config):
-  """``config`` (shapes_tiny's, or the tiny preset built on it) with the paper's recipe where the quickstart departs from it: SGD at
-  lr 0.02 for batch 8, no norm in the FPN and mask head, RoIAlign's 2 x 2 samples per bin, the
-  4-conv mask head trained on every foreground RoI, and the narrower width 16 (the trainer's
-  equivalence tests use it). Returns ``config``, changed in place."""
+  """``config`` (shapes_tiny's, or the tiny preset built on it) with the paper's recipe where the
+  quickstart departs from it: SGD at lr 0.02 for batch 8, no norm in the FPN and mask head,
+  RoIAlign's 2 x 2 samples per bin, the 4-conv mask head trained on every foreground RoI, and the
+  narrower width 16 (the trainer's equivalence tests use it). Returns ``config``, changed in place."""
   config.model.width, config.model.head_norm = 16, ""
   config.model.roi.sampling_ratio = 2
   config.model.mask.num_convs, config.model.mask.rois_per_image = 4, 0
