@@ -44,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
       norm="group",           # group (from scratch) | frozen_bn (imported ImageNet weights)
       head_norm="",           # FPN and FCN mask-head convs: "" (none, Detectron2's default) | group
       head="fpn",             # fpn | c4 (RoIs from res4 through res5) | c5 (RoIs from res5, stride 32)
+      c4_res5_width=0,        # C4: width of the res5 blocks run on every RoI; 0: the backbone's own
+                              # (width x 8); narrower cuts C4's per-RoI cost (not for imported weights)
       fpn_channels=256,
       dtype="float32",        # compute dtype: float32 | bfloat16 (parameters stay float32)
       freeze_at=0,            # stages 1..freeze_at get no updates (2 with ImageNet weights)

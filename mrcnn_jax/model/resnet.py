@@ -138,15 +138,16 @@ class Bottleneck(ResidualBlock):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def make_stage(depth_name: str, stage: int, *, width: int, norm: str, stride_in_1x1: bool = False, dtype=None,
-               rngs) -> nnx.List:
+def make_stage(depth_name: str, stage: int, *, width: int, norm: str, stride_in_1x1: bool = False,
+               stage_width: int = 0, dtype=None, rngs) -> nnx.List:
   """The residual blocks of stage ``stage`` (2..5) of ``depth_name``; the first one strides (but in res2).
 
-  A plain list, run with ``run_stage``; C4's RoI heads build res5 on its own with this.
+  A plain list, run with ``run_stage``; C4's RoI heads build res5 on its own with this. ``stage_width``:
+  the blocks' width (0: the ResNet's own, ``width`` x 2^(stage-2)); their input stays the previous stage's.
   """
   spec = RESNETS[depth_name]
   block_cls = BLOCKS[spec.block]
-  stage_width = width * 2 ** (stage - 2)
+  stage_width = stage_width or width * 2 ** (stage - 2)
   cin = width if stage == 2 else width * 2 ** (stage - 3) * block_cls.expansion  # previous stage's output
   stride = 1 if stage == 2 else 2
   blocks = []
@@ -157,9 +158,9 @@ def make_stage(depth_name: str, stage: int, *, width: int, norm: str, stride_in_
   return nnx.List(blocks)
 
 
-def stage_channels(depth_name: str, stage: int, width: int) -> int:
-  """Output channels of stage ``stage`` (2..5)."""
-  return width * 2 ** (stage - 2) * BLOCKS[RESNETS[depth_name].block].expansion
+def stage_channels(depth_name: str, stage: int, width: int, stage_width: int = 0) -> int:
+  """Output channels of stage ``stage`` (2..5), of the ``make_stage`` with these arguments."""
+  return (stage_width or width * 2 ** (stage - 2)) * BLOCKS[RESNETS[depth_name].block].expansion
 
 
 def run_stage(blocks: nnx.List, x: jax.Array) -> jax.Array:

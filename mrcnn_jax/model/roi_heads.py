@@ -178,14 +178,17 @@ class StandardROIHeads(ROIHeads):
 
 
 class Res5ROIHeads(ROIHeads):
-  """C4: RoIs pooled at ``roi.pooler_resolution`` (14) from res4 (stride 16) through res5 (-> 7x7)."""
+  """C4: RoIs pooled at ``roi.pooler_resolution`` (14) from res4 (stride 16) through res5 (-> 7x7), of the
+  backbone's width or of ``model.c4_res5_width``."""
 
   def __init__(self, config: ml_collections.ConfigDict, stride: int, *, dtype=None, rngs: nnx.Rngs):
     m = config.model
     self.stride, self.resolution = stride, m.roi.pooler_resolution
-    self.res5 = make_stage(m.backbone, 5, width=m.width, norm=m.norm, stride_in_1x1=m.stride_in_1x1, dtype=dtype,
-                           rngs=rngs)
-    channels = stage_channels(m.backbone, 5, m.width)
+    if m.c4_res5_width < 0:
+      raise ValueError(f"config.model.c4_res5_width must be >= 0 (0: the backbone's own), got {m.c4_res5_width}")
+    self.res5 = make_stage(m.backbone, 5, width=m.width, norm=m.norm, stride_in_1x1=m.stride_in_1x1,
+                           stage_width=m.c4_res5_width, dtype=dtype, rngs=rngs)
+    channels = stage_channels(m.backbone, 5, m.width, m.c4_res5_width)
     self._init_predictors(config, channels, channels, self.resolution // 2, 0, dtype=dtype, rngs=rngs)
 
   def _res5(self, features, rois) -> jax.Array:

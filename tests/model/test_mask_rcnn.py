@@ -137,6 +137,28 @@ def test_c4_training_runs_res5_once_and_matches_running_it_per_branch(make_confi
                nnx.state(shared_grads), nnx.state(twice_grads))
 
 
+def test_c4_res5_width_narrows_res5_and_what_reads_it(make_config, make_batch):
+  """model.c4_res5_width: C4's res5 takes res4's channels in and gives that width out, and the box
+  predictor and mask head read it (traced, not compiled); a negative width is a clear error."""
+  config = make_config(**{"head": "c4", "roi.pooler_resolution": 14, "anchor_sizes": (8, 16, 32),
+                          "c4_res5_width": 8})
+  batch, m, seen = make_batch(config), config.model, {}
+
+  def losses():
+    model = build_model(config)
+    seen["res5"] = [(b.conv1.conv.kernel.shape, b.conv2.conv.kernel.shape) for b in model.roi_heads.res5]
+    seen["box_in"] = model.roi_heads.box_predictor.cls_score.kernel.shape[0]
+    return model.losses(batch, jax.random.key(0))
+
+  assert all(v.shape == () for v in jax.eval_shape(losses).values())
+  res4 = stage_channels(m.backbone, 4, m.width)
+  assert seen["res5"] == [((3, 3, res4, 8), (3, 3, 8, 8)), ((3, 3, 8, 8), (3, 3, 8, 8))]
+  assert seen["box_in"] == 8 < stage_channels(m.backbone, 5, m.width)
+  config.model.c4_res5_width = -1
+  with pytest.raises(ValueError, match="c4_res5_width"):
+    build_model(config)
+
+
 def test_mask_rois_per_image_caps_the_mask_branch_only(make_config, make_batch, jit_losses):
   roi = make_config().model.roi
   batch = make_batch(make_config(), num_instances=2)
