@@ -175,7 +175,8 @@ def record(final: dict, config, arm) -> dict:
 
 
 def collect(results: str, arm_list) -> dict:
-  """results.json's content: every result file of every arm under ``results``."""
+  """results.json's content: every result file of every arm under ``results``, with the overrides
+  its runs were trained with (the sweep's own, before any has finished)."""
   arms = {}
   for arm in arm_list:
     arm_dir = os.path.join(results, arm.name)
@@ -183,7 +184,8 @@ def collect(results: str, arm_list) -> dict:
              if n.startswith("seed") and n.endswith(".json")]
     seeds = sorted((n[len("seed"):-len(".json")] for n in names), key=int)
     runs = {seed: _read_json(os.path.join(arm_dir, f"seed{seed}.json")) for seed in seeds}
-    arms[arm.name] = {"rows": list(arm.rows), "overrides": arm.overrides,
+    trained_with = next((run["overrides"] for run in runs.values() if "overrides" in run), arm.overrides)
+    arms[arm.name] = {"rows": list(arm.rows), "overrides": trained_with,
                       "seeds": {seed: {k: v for k, v in run.items() if k != "config"}
                                 for seed, run in runs.items()}}
   return {"arms": arms}

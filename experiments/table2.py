@@ -1,4 +1,4 @@
-"""python -m experiments.run table2 --workdir runs/table2 [--seeds 2] [--steps 300] [--only a,c]
+"""python -m experiments.run table2 --workdir runs/table2 [--seeds 2] [--steps 200] [--only a,c]
 
 The paper's Table 2 ablations (and Section 4.2's class-agnostic masks) on the shapes dataset. Every
 arm is ``base_config()`` (the quickstart's shapes_tiny recipe with RoIAlign's 2 x 2 samples and the

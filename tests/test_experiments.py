@@ -169,6 +169,12 @@ def test_report_only_needs_only_the_result_files(tmp_path, monkeypatch, shapes_d
   assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![mask AP per arm](results/table2.png)" in text
   assert (results / "table2.png").exists() and (results / "results.json").exists()
   assert "config" not in json.load(open(results / "results.json"))["arms"]["softmax"]["seeds"]["0"]
+  # A table kept from an earlier base says what its runs were trained with, not today's overrides.
+  old_run = json.load(open(results / "softmax" / "seed0.json"))
+  old_run["overrides"] = {**old_run["overrides"], "model.mask.num_convs": 2}
+  (results / "softmax" / "seed0.json").write_text(json.dumps(old_run))
+  assert run.main(["table2", "--report-only", "--results", str(results)]) == 0
+  assert json.load(open(results / "results.json"))["arms"]["softmax"]["overrides"] == old_run["overrides"]
 
 
 def test_a_run_claimed_by_another_live_process_is_left_to_it(tmp_path):
