@@ -147,8 +147,8 @@ def make_stage(depth_name: str, stage: int, *, width: int, norm: str, stride_in_
   """
   spec = RESNETS[depth_name]
   block_cls = BLOCKS[spec.block]
-  stage_width = stage_width or width * 2 ** (stage - 2)
-  cin = width if stage == 2 else width * 2 ** (stage - 3) * block_cls.expansion  # previous stage's output
+  stage_width = _block_width(stage, width, stage_width)
+  cin = width if stage == 2 else stage_channels(depth_name, stage - 1, width)  # previous stage's output
   stride = 1 if stage == 2 else 2
   blocks = []
   for i in range(spec.depths[stage - 2]):
@@ -158,9 +158,14 @@ def make_stage(depth_name: str, stage: int, *, width: int, norm: str, stride_in_
   return nnx.List(blocks)
 
 
+def _block_width(stage: int, width: int, stage_width: int = 0) -> int:
+  """The width of stage ``stage``'s blocks: ``stage_width``, or the ResNet's own (0)."""
+  return stage_width or width * 2 ** (stage - 2)
+
+
 def stage_channels(depth_name: str, stage: int, width: int, stage_width: int = 0) -> int:
   """Output channels of stage ``stage`` (2..5), of the ``make_stage`` with these arguments."""
-  return (stage_width or width * 2 ** (stage - 2)) * BLOCKS[RESNETS[depth_name].block].expansion
+  return _block_width(stage, width, stage_width) * BLOCKS[RESNETS[depth_name].block].expansion
 
 
 def run_stage(blocks: nnx.List, x: jax.Array) -> jax.Array:
