@@ -44,7 +44,7 @@ def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
       if image_id < 0:
         continue
       boxes, masks = to_original(dets["boxes"][b], dets["masks"][b] if with_masks else None,
-                                 batch["scale"][b], batch["original_size"][b], config.model.mask.paste_border)
+                                 batch["image_size"][b], batch["original_size"][b], config.model.mask.paste_border)
       results += detections_to_coco(image_id, boxes, dets["scores"][b], dets["classes"][b],
                                     dets["valid"][b], category_ids, masks)
   gt = gt_to_coco(gt_records(config, split), names, category_ids)

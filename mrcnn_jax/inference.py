@@ -1,8 +1,10 @@
 """Jitted inference on images of any size: ``mrcnn_jax.predict(model, images) -> Detections``.
 
-Images are resized and padded onto the model's fixed canvas exactly as the input pipeline does
-(``data.resize``), run through one compiled ``MaskRCNN.detect`` per (canvas, batch bucket), and mapped
-back to each original image's pixels (``postprocess``). Batches are padded up to a power of two (at
+Images are resized as the input pipeline does (``data.resize``) and padded onto their canvas
+(``data.canvas``: by default of a converted model, the resized image rounded up to a multiple of 32, as
+Detectron2 and torchvision do; for a model trained here, its training canvases); the images of one call
+are grouped by canvas, run through one compiled ``MaskRCNN.detect`` per (canvas, batch bucket), and
+mapped back to each original image's pixels (``postprocess``). Batches are padded up to a power of two (at
 most ``batch_size``), so a new set of images, of any sizes and count, reuses the compiled function.
 Needs JAX, Flax, numpy and PIL only: no TFDS, grain, TensorFlow or pycocotools.
 The command line (pictures and COCO JSON for image files) is ``python -m mrcnn_jax.infer``.
@@ -17,6 +19,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from mrcnn_jax.data import canvas as canvas_lib
 from mrcnn_jax.data.resize import resize_and_pad
 from mrcnn_jax.postprocess import to_original
 
@@ -119,21 +122,26 @@ def predict(model, images, *, score_threshold: float = SCORE_THRESHOLD, nms_thre
   if not 0.0 < nms_threshold <= 1.0:
     raise ValueError(f"nms_threshold must be in (0, 1], got {nms_threshold}")
 
+  canvas_lib.check(config.data)
   images = as_rgb_images(images)
-  d = config.data
-  examples = [resize_and_pad(im, canvas=d.canvas, min_size=d.min_size, max_size=d.max_size) for im in images]
-  outputs = []
-  for start in range(0, len(examples), batch_size):
-    chunk = examples[start:start + batch_size]
-    padded = chunk + [chunk[-1]] * (_bucket(len(chunk), batch_size) - len(chunk))
-    result = detect_canvas(model, np.stack([e["image"] for e in padded]),
-                           np.stack([e["image_size"] for e in padded]), score_threshold, nms_threshold)
-    outputs.append({k: v[:len(chunk)] for k, v in result.items()})
-  det = {k: np.concatenate([o[k] for o in outputs])[:, :max_detections] for k in outputs[0]}
+  examples = [resize_and_pad(im, config.data) for im in images]
+  by_canvas = {}
+  for i, example in enumerate(examples):
+    by_canvas.setdefault(example["image"].shape[:2], []).append(i)
+  per_image = [None] * len(examples)
+  for indices in by_canvas.values():
+    for start in range(0, len(indices), batch_size):
+      chunk = indices[start:start + batch_size]
+      padded = chunk + [chunk[-1]] * (_bucket(len(chunk), batch_size) - len(chunk))
+      result = detect_canvas(model, np.stack([examples[i]["image"] for i in padded]),
+                             np.stack([examples[i]["image_size"] for i in padded]), score_threshold, nms_threshold)
+      for j, i in enumerate(chunk):
+        per_image[i] = {k: v[j, :max_detections] for k, v in result.items()}
+  det = {k: np.stack([p[k] for p in per_image]) for k in per_image[0]}
 
   boxes, masks = [], []
   for b, example in enumerate(examples):
-    box, mask = to_original(det["boxes"][b], det["masks"][b], example["scale"], example["original_size"],
+    box, mask = to_original(det["boxes"][b], det["masks"][b], example["image_size"], example["original_size"],
                             config.model.mask.paste_border)
     boxes.append(box)
     masks.append(mask & det["valid"][b][:, None, None])

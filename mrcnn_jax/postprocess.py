@@ -1,6 +1,7 @@
 """Post-processing: detections on the model's canvas -> the original image's pixels.
 
-Boxes are divided by the resize scale and clipped to the image; the M x M mask probabilities are pasted
+Boxes are scaled by the original size over the resized size, per axis (Detectron2's
+``detector_postprocess``), and clipped to the image; the M x M mask probabilities are pasted
 at the original resolution (``ops.paste_masks``: bilinear at pixel centres, >= 0.5). ``inference`` and
 ``evaluate`` both map detections back with ``to_original``.
 """
@@ -19,15 +20,17 @@ def _round_up(n: int, step: int = 64) -> int:
   return -(-int(n) // step) * step
 
 
-def to_original(boxes, masks, scale, original_size, border="clamp"):
+def to_original(boxes, masks, image_size, original_size, border="clamp"):
   """Canvas detections of one image -> original pixels.
 
-  boxes [D,4] canvas pixels, masks [D,M,M] probabilities or None, scale (canvas / original),
-  original_size (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel
+  boxes [D,4] canvas pixels, masks [D,M,M] probabilities or None, image_size (h, w) of the resized
+  image on the canvas, original_size (H, W) -> boxes [D,4] clipped to the image, masks [D,H,W] bool (pasted at pixel
   centres, >= 0.5, ``border`` as ``ops.paste_masks``'s: ``config.model.mask.paste_border``; pasted on a canvas rounded up to 64 px so few sizes get compiled, then cropped).
   """
   height, width = (int(v) for v in original_size)
-  boxes = np.clip(np.asarray(boxes, np.float32) / np.float32(scale), 0, [width, height, width, height])
+  scale_y, scale_x = height / int(image_size[0]), width / int(image_size[1])
+  boxes = np.asarray(boxes, np.float32) * np.asarray([scale_x, scale_y, scale_x, scale_y], np.float32)
+  boxes = np.clip(boxes, 0, [width, height, width, height])
   if masks is None:
     return boxes, None
   pasted = _paste(np.asarray(masks, np.float32), boxes, height=_round_up(height), width=_round_up(width),

@@ -27,7 +27,7 @@ def synthetic_batch(config, batch_size=2, num_instances=2, seed=0):
   """A batch (``mrcnn_jax.data.batch_spec``) of random-texture images with filled rectangles as
   instances whose masks fill their boxes."""
   d = config.data
-  blank = batch_spec.blank_example(d.canvas, d.max_instances, d.gt_mask_size)
+  blank = batch_spec.blank_example((d.canvas, d.canvas), d.max_instances, d.gt_mask_size)
   batch = {name: np.stack([value] * batch_size) for name, value in blank.items()}
   rng = np.random.default_rng(seed)
   c = d.canvas

@@ -25,7 +25,12 @@ def get_config() -> ml_collections.ConfigDict:
       # ("coco/2017", TFDS's own builder, has boxes but no masks: GT masks become whole boxes.)
       name="coco2017",
       data_dir="data",
-      canvas=1024,            # square padded canvas side; multiple of 32
+      canvas=1024,            # square padded canvas side; multiple of 32 (the canvas when `canvases` is empty)
+      canvases=(),            # fixed (height, width) canvases, each a multiple of 32: training groups its
+                              # batches by them (e.g. ((832, 1344), (1344, 832)): landscape and portrait);
+                              # an image goes on the smallest that holds it. (): the square `canvas`
+      size_divisibility=0,    # inference canvas: 0: the fixed canvases above; N (a multiple of 32): the
+                              # resized image rounded up to a multiple of N (Detectron2's and torchvision's 32)
       min_size=800,           # resize: short side
       max_size=1024,          # resize: long side at most
       max_instances=100,      # GT padded to this many instances
@@ -53,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
       input_format="RGB",     # channel order the backbone sees: RGB | BGR (Detectron2's weights)
       pixel_mean=(123.675, 116.28, 103.53),  # in input_format's order
       pixel_std=(58.395, 57.12, 57.375),
+      padding="black",        # the canvas outside the image: black (uint8 zeros, then normalised) |
+                              # normalized (zeros after normalising: Detectron2's and torchvision's)
       anchor_sizes=(32, 64, 128, 256, 512),
       anchor_ratios=(0.5, 1.0, 2.0),
       round_anchors=False,    # cell anchors' corners rounded to integers (torchvision's AnchorGenerator)

@@ -120,13 +120,6 @@ def _key(path) -> str:
   return "/".join(map(str, path))
 
 
-def check_sizes(config: ml_collections.ConfigDict) -> None:
-  """UserError when the resize would reach past the canvas."""
-  if config.data.max_size > config.data.canvas:
-    raise UserError(f"data.max_size {config.data.max_size} exceeds data.canvas {config.data.canvas}: images "
-                    "would be resized past the canvas (set data.min_size and data.max_size with data.canvas)")
-
-
 def sha256_prefix(path: str, length: int = 16) -> str:
   """The first ``length`` hex digits of the file's sha256 (recorded in config.pretrained)."""
   digest = hashlib.sha256()

@@ -36,6 +36,7 @@ import numpy as np
 
 from mrcnn_jax import configs
 from mrcnn_jax.convert import common
+from mrcnn_jax.data import canvas as canvas_lib
 from mrcnn_jax.data.coco_classes import COCO_CLASSES
 from mrcnn_jax.errors import UserError
 
@@ -134,7 +135,10 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       "num_classes": num_classes,
       "class_names": COCO_CLASSES if num_classes == len(COCO_CLASSES) else
                      tuple(f"class_{k}" for k in range(1, num_classes + 1)),
-      "data.canvas": 1344, "data.min_size": 800, "data.max_size": 1333,  # TEST sizes; canvas: 1333 -> x32
+      "data.canvas": 1344, "data.min_size": 800, "data.max_size": 1333,  # test sizes; canvas: 1333 -> x32
+      # Inference at the image's own shape: the resized image padded to a multiple of 32 with zeros
+      # after normalising, as the reference feeds its backbone (ImageList / batch_images).
+      "data.size_divisibility": 32, "model.padding": "normalized",
       **resnet_fields(weights), **MSRA, "model.head_norm": "",
       # RoIAlign's adaptive grid (POOLER_SAMPLING_RATIO 0), exact for RoIs up to 4:1 on P2..P5 (and all
       # square ones): ops.poolers.exact_grid_bound(7, canvas, aspect=4) is 8 on canvases 512..1344.
@@ -144,7 +148,7 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
   })
   configs.override(config, overrides or {})
-  common.check_sizes(config)
+  canvas_lib.check(config.data)
   return config
 
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from mrcnn_jax import configs
 from mrcnn_jax.convert import common
+from mrcnn_jax.data import canvas as canvas_lib
 from mrcnn_jax.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from mrcnn_jax.errors import UserError
 
@@ -148,6 +149,9 @@ def torchvision_config(weights: dict[str, np.ndarray], overrides: dict | None = 
       "num_classes": num_classes,
       "class_names": COCO_CLASSES if slots == COCO_SLOTS else tuple(f"class_{k}" for k in range(1, slots)),
       "data.canvas": 1344, "data.min_size": 800, "data.max_size": 1333,  # test sizes; canvas: 1333 -> x32
+      # Inference at the image's own shape: the resized image padded to a multiple of 32 with zeros
+      # after normalising, as the reference feeds its backbone (ImageList / batch_images).
+      "data.size_divisibility": 32, "model.padding": "normalized",
       **resnet_fields(weights), "model.head_norm": "",
       "model.round_anchors": True,
       "model.rpn.min_size": 1e-3,
@@ -158,7 +162,7 @@ def torchvision_config(weights: dict[str, np.ndarray], overrides: dict | None = 
       "model.mask.paste_border": "torchvision",
   })
   configs.override(config, overrides or {})
-  common.check_sizes(config)
+  canvas_lib.check(config.data)
   return config
 
 
@@ -167,7 +171,7 @@ def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = Non
   config = configs.get("r50_fpn_coco")
   configs.override(config, {**INPUT, **resnet_fields(weights), "pretrained.backbone_only": True})
   configs.override(config, overrides or {})
-  common.check_sizes(config)
+  canvas_lib.check(config.data)
   return config
 
 

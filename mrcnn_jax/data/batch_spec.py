@@ -1,11 +1,11 @@
 """The batch: the one definition of what the input pipeline yields and the model consumes.
 
 A batch is a dict of numpy (or jax) arrays with static shapes. B images per batch, each placed at the
-top-left of a square zero canvas of side C (``config.data.canvas``), with its ground truth padded to
+top-left of a zero canvas of Hc x Wc pixels (one canvas per batch: ``canvas.py``), with its ground truth padded to
 G = ``config.data.max_instances`` instances; GT masks are stored cropped to their box at Mg x Mg
 (``config.data.gt_mask_size``). Padding is marked, never dropped:
 
-  image          [B,C,C,3] uint8    resized image, zeros outside image_size
+  image          [B,Hc,Wc,3] uint8  resized image, zeros outside image_size
   image_size     [B,2]     int32    (h, w) of the image content on the canvas
   scale          [B]       float32  canvas pixels per original pixel
   original_size  [B,2]     int32    (h, w) of the original image
@@ -24,11 +24,11 @@ back to original pixels (``mrcnn_jax.postprocess``).
 import numpy as np
 
 
-def field_specs(canvas: int, max_instances: int, mask_size: int) -> dict[str, tuple[tuple[int, ...], type]]:
-  """Per-example (no batch dim) shape and numpy dtype of every field."""
+def field_specs(canvas: tuple[int, int], max_instances: int, mask_size: int) -> dict[str, tuple[tuple[int, ...], type]]:
+  """Per-example (no batch dim) shape and numpy dtype of every field on a (h, w) canvas."""
   g = max_instances
   return {
-      "image": ((canvas, canvas, 3), np.uint8),
+      "image": ((*canvas, 3), np.uint8),
       "image_size": ((2,), np.int32),
       "scale": ((), np.float32),
       "original_size": ((2,), np.int32),
@@ -41,8 +41,8 @@ def field_specs(canvas: int, max_instances: int, mask_size: int) -> dict[str, tu
   }
 
 
-def blank_example(canvas: int, max_instances: int, mask_size: int) -> dict:
-  """An all-padding example: a zero image filling the canvas, no instances, image_id -1."""
+def blank_example(canvas: tuple[int, int], max_instances: int, mask_size: int) -> dict:
+  """An all-padding example: a zero image filling the (h, w) canvas, no instances, image_id -1."""
   example = {name: np.zeros(shape, dtype) for name, (shape, dtype) in
              field_specs(canvas, max_instances, mask_size).items()}
   example["image_size"][:] = example["original_size"][:] = canvas
@@ -51,9 +51,12 @@ def blank_example(canvas: int, max_instances: int, mask_size: int) -> dict:
 
 
 def check_batch(batch: dict, config) -> None:
-  """Raises ValueError naming the first field whose shape or dtype disagrees with the spec."""
+  """Raises ValueError naming the first field whose shape or dtype disagrees with the spec (on the
+  batch's own canvas: any (h, w), each a multiple of 32)."""
   d = config.data
-  for name, (shape, dtype) in field_specs(d.canvas, d.max_instances, d.gt_mask_size).items():
+  image = batch.get("image")
+  canvas = tuple(image.shape[1:3]) if image is not None and image.ndim == 4 else (d.canvas, d.canvas)
+  for name, (shape, dtype) in field_specs(canvas, d.max_instances, d.gt_mask_size).items():
     if name not in batch:
       raise ValueError(f"batch is missing field {name!r} (see mrcnn_jax.data.batch_spec)")
     value = batch[name]

@@ -6,11 +6,14 @@ position), so a run is reproducible and resumable: `it.get_state()` -> new itera
 continues with the same batches. `eval_iterator` reads each example once and pads the end of the
 stream with blank examples whose image_id is -1 (in the last batch with num_workers = 0; spread over
 the last num_workers batches otherwise, as grain deals records to workers round-robin).
-Hosts read disjoint shards (shard_index/shard_count).
+Hosts read disjoint shards (shard_index/shard_count). With several fixed canvases
+(``config.data.canvases``), each example goes on the smallest that holds it and batches are grouped by
+canvas (``grouping.py``; one process).
 Batches are dicts of numpy arrays with static shapes, as batch_spec.py defines them.
 """
 
 import dataclasses
+import functools
 import math
 
 import grain
@@ -18,6 +21,8 @@ import numpy as np
 from absl import flags, logging
 
 from mrcnn_jax.data import batch_spec, preprocess, sources
+from mrcnn_jax.data import canvas as canvas_lib
+from mrcnn_jax.data import grouping
 from mrcnn_jax.errors import UserError
 
 # Records read ahead per process: enough to overlap with preprocessing, small enough for RAM.
@@ -41,7 +46,7 @@ class _PaddedSource:
 class _Preprocess(grain.transforms.RandomMap):
   """Raw TFDS example (or None for padding) -> one static-shape example."""
   with_masks: bool
-  canvas: int
+  canvases: tuple  # (h, w) pairs: each example goes on the smallest that holds it
   min_size: int
   max_size: int
   max_instances: int
@@ -50,22 +55,20 @@ class _Preprocess(grain.transforms.RandomMap):
 
   def random_map(self, element, rng: np.random.Generator):
     if element is None:
-      return batch_spec.blank_example(self.canvas, self.max_instances, self.mask_size)
+      return batch_spec.blank_example(self.canvases[0], self.max_instances, self.mask_size)
     record = sources.to_record(element, self.with_masks)
     return preprocess.preprocess(
-        record, canvas=self.canvas, min_size=self.min_size, max_size=self.max_size,
+        record, canvases=self.canvases, min_size=self.min_size, max_size=self.max_size,
         max_instances=self.max_instances, mask_size=self.mask_size,
         flip=self.flip and bool(rng.random() < 0.5))
 
 
 def _check(config, shard_index: int, shard_count: int, batch_size: int) -> int:
   """Validates config.data and the sharding; returns the per-host batch size."""
-  data = config.data
-  if data.max_size > data.canvas:
-    raise UserError(f"config.data.max_size ({data.max_size}) must be <= config.data.canvas "
-                     f"({data.canvas}): resized images must fit the canvas")
-  if data.min_size > data.max_size:
-    raise UserError(f"config.data.min_size ({data.min_size}) must be <= max_size ({data.max_size})")
+  canvas_lib.check(config.data)
+  if shard_count > 1 and len(canvas_lib.canvases(config.data)) > 1:
+    raise UserError("config.data.canvases lists several canvases: grouping batches by canvas runs in one "
+                    f"process for now, not {shard_count} (list one canvas for a multi-host run)")
   if not 0 <= shard_index < shard_count:
     raise ValueError(f"shard_index {shard_index} not in [0, shard_count={shard_count})")
   if batch_size % shard_count:
@@ -80,20 +83,26 @@ def _preprocess_op(config, builder, flip: bool) -> _Preprocess:
     logging.warning("dataset %r has no instance masks (TFDS coco/2017 stores boxes only): every GT "
                     "mask is its whole box. Prepare COCO with `prepare folder` for real masks.",
                     data.name)
-  return _Preprocess(with_masks=sources.has_masks(builder), canvas=data.canvas,
+  return _Preprocess(with_masks=sources.has_masks(builder), canvases=canvas_lib.canvases(data),
                      min_size=data.min_size, max_size=data.max_size,
                      max_instances=data.max_instances, mask_size=data.gt_mask_size, flip=flip)
 
 
-def _iterator(config, source, sampler, op: _Preprocess, per_host: int):
+def _iterator(config, source, sampler, op: _Preprocess, per_host: int, finite: bool):
+  """Batches of ``per_host`` examples; with several canvases, grouped by canvas (``grouping.py``):
+  a finite stream ends with each canvas's partial batch filled up with blank examples."""
   workers = int(config.data.num_workers)
   if workers > 0 and not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags (parsed under app.run)
-  loader = grain.DataLoader(
-      data_source=source, sampler=sampler,
-      operations=[op, grain.transforms.Batch(per_host, drop_remainder=True)],
-      worker_count=workers, read_options=_READ_OPTIONS)
-  return iter(loader)
+  grouped = len(op.canvases) > 1
+  batch = [] if grouped else [grain.transforms.Batch(per_host, drop_remainder=True)]
+  loader = grain.DataLoader(data_source=source, sampler=sampler, operations=[op, *batch],
+                            worker_count=workers, read_options=_READ_OPTIONS)
+  if not grouped:
+    return iter(loader)
+  blank = functools.partial(batch_spec.blank_example, max_instances=op.max_instances,
+                            mask_size=op.mask_size) if finite else None
+  return grouping.CanvasGroupedIterator(iter(loader), per_host, blank)
 
 
 def train_iterator(config, *, shard_index: int = 0, shard_count: int = 1):
@@ -108,7 +117,7 @@ def train_iterator(config, *, shard_index: int = 0, shard_count: int = 1):
       num_records=len(source), shuffle=True, num_epochs=None, seed=int(config.train.seed),
       shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True))
   return _iterator(config, source, sampler, _preprocess_op(config, builder, bool(config.data.flip)),
-                   per_host)
+                   per_host, finite=False)
 
 
 def eval_iterator(config, split=None, *, shard_index: int = 0, shard_count: int = 1):
@@ -126,7 +135,7 @@ def eval_iterator(config, split=None, *, shard_index: int = 0, shard_count: int 
   sampler = grain.samplers.IndexSampler(
       num_records=len(padded), shuffle=False, num_epochs=1, seed=0,
       shard_options=grain.sharding.ShardOptions(shard_index, shard_count, drop_remainder=True))
-  return _iterator(config, padded, sampler, _preprocess_op(config, builder, False), per_host)
+  return _iterator(config, padded, sampler, _preprocess_op(config, builder, False), per_host, finite=True)
 
 
 def class_info(config):

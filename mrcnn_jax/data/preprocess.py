@@ -6,7 +6,7 @@ A *record* is one decoded dataset example in original pixels:
   dataset has no masks (TFDS coco/2017): those instances get an all-ones mask (their whole box).
 `preprocess` resizes (``resize.py``: short side -> min_size, long side <= max_size, aspect kept),
 optionally flips horizontally (image, boxes and masks together), puts the image at the top-left of a
-zero canvas, and pads instances to max_instances: one example of the batch (``batch_spec.py``). Each GT mask is stored cropped to its box and resampled to Mg x Mg
+zero canvas (the smallest of the fixed canvases that holds it: ``canvas.py``), and pads instances to max_instances: one example of the batch (``batch_spec.py``). Each GT mask is stored cropped to its box and resampled to Mg x Mg
 (bilinear at the Mg x Mg cell centres, thresholded at 0.5), so the per-example mask state is
 G * Mg * Mg bytes whatever the canvas: 100 instances at Mg = 64 take 100 * 64 * 64 = 409,600 bytes
 even on a 1024 (or 1344) canvas, where full-canvas masks would take 100 * 1024 * 1024 = 105 MB.
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mrcnn_jax.data import batch_spec, features, resize
+from mrcnn_jax.data import canvas as canvas_lib
 
 
 def crop_mask(mask: np.ndarray, box, size: int) -> np.ndarray:
@@ -39,12 +40,14 @@ def crop_mask(mask: np.ndarray, box, size: int) -> np.ndarray:
   return (np.asarray(out) >= 128).astype(np.uint8)
 
 
-def preprocess(record: dict, *, canvas: int, min_size: int, max_size: int, max_instances: int,
+def preprocess(record: dict, *, canvases, min_size: int, max_size: int, max_instances: int,
                mask_size: int, flip: bool = False) -> dict:
-  """One record -> one example of the batch (``batch_spec``), without the batch dim."""
+  """One record -> one example of the batch (``batch_spec``), without the batch dim, on the smallest
+  of ``canvases`` ((h, w) pairs) that holds the resized image."""
   height, width = record["image"].shape[:2]
-  image, scale = resize.resize_image(record["image"], min_size, max_size, canvas)
+  image, scale = resize.resize_image(record["image"], min_size, max_size)
   new_h, new_w = image.shape[:2]
+  canvas = canvas_lib.fixed_canvas(new_h, new_w, canvases)
 
   boxes = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
   canvas_boxes = np.clip(boxes * scale, 0, [new_w, new_h, new_w, new_h]).astype(np.float32)

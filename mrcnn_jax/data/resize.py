@@ -1,11 +1,15 @@
-"""Resize an image onto the model's square canvas (numpy + PIL only: inference imports this alone).
+"""Resize an image and place it on its canvas (numpy + PIL only: inference imports this alone).
 
-The short side goes to ``min_size`` unless the long side would exceed ``max_size`` (aspect kept, as
-Detectron2's ResizeShortestEdge); the image sits at the canvas's top-left, zeros elsewhere.
+The short side goes to ``min_size`` unless the long side would exceed ``max_size`` (aspect kept), each
+side rounded with ``int(x + 0.5)``: Detectron2's ``ResizeShortestEdge``, and PIL's bilinear resampling
+of the uint8 image as its ``ResizeTransform``. The image sits at the canvas's top-left, zeros elsewhere
+(``MaskRCNN`` turns them into ``config.model.padding``). The canvas comes from ``data.canvas``.
 """
 
 import numpy as np
 from PIL import Image
+
+from mrcnn_jax.data import canvas as canvas_lib
 
 
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
@@ -13,25 +17,36 @@ def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float
   return min(min_size / min(height, width), max_size / max(height, width))
 
 
-def resized_size(height: int, width: int, scale: float, canvas: int) -> tuple[int, int]:
-  """(h, w) after scaling, at least 1 and at most the canvas."""
-  return (min(max(int(round(height * scale)), 1), canvas), min(max(int(round(width * scale)), 1), canvas))
+def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+  """(h, w) after resizing, each at least 1, in Detectron2's arithmetic (``get_output_shape``)."""
+  scale = min_size / min(height, width)
+  new_h, new_w = (min_size, scale * width) if height < width else (scale * height, min_size)
+  if max(new_h, new_w) > max_size:
+    shrink = max_size / max(new_h, new_w)
+    new_h, new_w = new_h * shrink, new_w * shrink
+  return max(int(new_h + 0.5), 1), max(int(new_w + 0.5), 1)
 
 
-def resize_image(image: np.ndarray, min_size: int, max_size: int, canvas: int) -> tuple[np.ndarray, float]:
+def resize_image(image: np.ndarray, min_size: int, max_size: int) -> tuple[np.ndarray, float]:
   """image [H,W,3] uint8 -> (resized [h,w,3] uint8, scale)."""
   height, width = image.shape[:2]
-  scale = resize_scale(height, width, min_size, max_size)
-  new_h, new_w = resized_size(height, width, scale, canvas)
+  new_h, new_w = resized_size(height, width, min_size, max_size)
   if (new_h, new_w) != (height, width):
     image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-  return image, scale
+  return image, resize_scale(height, width, min_size, max_size)
 
 
-def resize_and_pad(image: np.ndarray, *, canvas: int, min_size: int, max_size: int) -> dict:
-  """image [H,W,3] uint8 -> the batch_spec fields image [C,C,3], image_size, scale, original_size."""
-  resized, scale = resize_image(image, min_size, max_size, canvas)
-  padded = np.zeros((canvas, canvas, 3), np.uint8)
-  padded[:resized.shape[0], :resized.shape[1]] = resized
-  return {"image": padded, "image_size": np.asarray(resized.shape[:2], np.int32), "scale": np.float32(scale),
-          "original_size": np.asarray(image.shape[:2], np.int32)}
+def place(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+  """image [h,w,3] uint8 at the top-left of a zero canvas [H,W,3] (shape (H, W) holds it)."""
+  out = np.zeros((*shape, 3), np.uint8)
+  out[:image.shape[0], :image.shape[1]] = image
+  return out
+
+
+def resize_and_pad(image: np.ndarray, data) -> dict:
+  """image [H,W,3] uint8 -> the batch_spec fields image [Hc,Wc,3], image_size, scale, original_size,
+  on the inference canvas that ``config.data`` (``data``) gives its resized size."""
+  resized, scale = resize_image(image, data.min_size, data.max_size)
+  shape = canvas_lib.inference_canvas(*resized.shape[:2], data)
+  return {"image": place(resized, shape), "image_size": np.asarray(resized.shape[:2], np.int32),
+          "scale": np.float32(scale), "original_size": np.asarray(image.shape[:2], np.int32)}

@@ -8,8 +8,10 @@ Heads (``config.model.head``): "fpn" (P2-P6, 2-FC box head, FCN mask head: the p
 "c4" (res4 at stride 16: RoIs pooled from res4 and run through res5, as in Faster R-CNN) and "c5"
 (res5 at stride 32: 2-FC box head and FCN mask head, the stride-32 setting of Table 2d).
 
-Batch fields and shapes: ``mrcnn_jax.data.batch_spec``. B images on a square canvas of side
-``config.data.canvas`` (a multiple of 32).
+Batch fields and shapes: ``mrcnn_jax.data.batch_spec``. B images on a canvas of any (h, w), each a
+multiple of 32 (``mrcnn_jax.data.canvas``): one compiled program per canvas shape. Outside each image's
+``image_size`` the canvas is ``config.model.padding``: black (normalised zeros of the uint8 canvas), or
+zeros after normalising (Detectron2's ``ImageList`` and torchvision's ``batch_images``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from mrcnn_jax.model.rpn import RPN
 SINGLE_LEVEL_STRIDE = {"c4": 16, "c5": 32}  # heads that pool from one feature map
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
+PADDINGS = ("black", "normalized")
+CANVAS_STRIDE = 32  # canvas sides are multiples of it (the coarsest stride the FPN halves exactly)
 
 
 class MaskRCNN(nnx.Module):
@@ -45,8 +49,8 @@ class MaskRCNN(nnx.Module):
     if config.num_classes < 1:
       raise ValueError("config.num_classes must be at least 1, got "
                        f"{config.num_classes} (0 means: taken from the dataset, which training and evaluation do)")
-    if config.data.canvas % 32:
-      raise ValueError(f"config.data.canvas must be a multiple of 32, got {config.data.canvas}")
+    if m.padding not in PADDINGS:
+      raise ValueError(f"config.model.padding must be one of {PADDINGS}, got {m.padding!r}")
     self.config = config = ml_collections.FrozenConfigDict(config)  # hashable: submodules keep parts of it
     m, dtype = config.model, DTYPES[m.dtype]
     stride = SINGLE_LEVEL_STRIDE.get(m.head)
@@ -58,7 +62,7 @@ class MaskRCNN(nnx.Module):
     else:
       self.backbone = bottom_up
       channels = bottom_up.out_channels[self._single_level()]
-    self.proposal_generator = RPN(m.rpn, channels, canvas=config.data.canvas, stride=stride,
+    self.proposal_generator = RPN(m.rpn, channels, stride=stride,
                                   anchor_sizes=m.anchor_sizes, anchor_ratios=m.anchor_ratios,
                                   round_anchors=m.round_anchors, dtype=dtype, rngs=rngs)
     if m.head == "c4":
@@ -69,17 +73,24 @@ class MaskRCNN(nnx.Module):
   def _single_level(self) -> str:
     return {"c4": "res4", "c5": "res5"}[self.config.model.head]
 
-  def features(self, image: jax.Array):
-    """image [B,H,W,3] uint8 RGB -> (RPN feature maps: a list, RoI-pooling features: a list or one map).
+  def features(self, image: jax.Array, image_size: jax.Array | None = None):
+    """image [B,H,W,3] uint8 RGB, H and W multiples of 32, the content of each image filling its
+    image_size [B,2] (h, w; None: the whole canvas) -> (RPN feature maps: a list, RoI-pooling
+    features: a list or one map).
 
     The channels are flipped to BGR first when ``model.input_format`` is "BGR" (Detectron2's weights);
     ``pixel_mean`` / ``pixel_std`` are in that order."""
     m = self.config.model
-    if image.ndim != 4 or image.shape[-1] != 3 or image.shape[1:3] != (self.config.data.canvas,) * 2:
-      raise ValueError(f"image must be [B,{self.config.data.canvas},{self.config.data.canvas},3], got {image.shape}")
+    if image.ndim != 4 or image.shape[-1] != 3 or any(side % CANVAS_STRIDE for side in image.shape[1:3]):
+      raise ValueError(f"image must be [B,H,W,3] with H and W multiples of {CANVAS_STRIDE}, got {image.shape}")
     if m.input_format == "BGR":
       image = image[..., ::-1]
     x = (image.astype(jnp.float32) - jnp.asarray(m.pixel_mean)) / jnp.asarray(m.pixel_std)
+    if m.padding == "normalized" and image_size is not None:
+      rows, cols = jnp.arange(image.shape[1]), jnp.arange(image.shape[2])
+      inside = ((rows[None, :, None] < image_size[:, 0, None, None])
+                & (cols[None, None, :] < image_size[:, 1, None, None]))
+      x = jnp.where(inside[..., None], x, 0.0)
     features = self.backbone(x.astype(DTYPES[m.dtype]))
     if m.head == "fpn":
       pyramid = [features[name] for name in RPN_LEVELS]
@@ -89,11 +100,12 @@ class MaskRCNN(nnx.Module):
 
   def losses(self, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
     """Training losses for a batch (``mrcnn_jax.data.batch_spec``) -> named float32 scalars."""
-    rpn_features, pool_features = self.features(batch["image"])
+    rpn_features, pool_features = self.features(batch["image"], batch["image_size"])
     logits, deltas = self.proposal_generator(rpn_features)
     rpn_key, roi_key = jax.random.split(key)
     losses = self.proposal_generator.losses(logits, deltas, batch, rpn_key)
-    proposals, valid = self.proposal_generator.proposals(logits, deltas, batch["image_size"], training=True)
+    proposals, valid = self.proposal_generator.proposals(logits, deltas, batch["image_size"],
+                                                         batch["image"].shape[1:3], training=True)
     return {**losses, **self.roi_heads.losses(pool_features, proposals, valid, batch, roi_key)}
 
   def detect(self, image: jax.Array, image_size: jax.Array, score_threshold=None,
@@ -105,9 +117,10 @@ class MaskRCNN(nnx.Module):
     (foreground probabilities in the box), valid [B,D].
     """
     roi = self.config.model.roi
-    rpn_features, pool_features = self.features(image)
+    rpn_features, pool_features = self.features(image, image_size)
     logits, deltas = self.proposal_generator(rpn_features)
-    proposals, valid = self.proposal_generator.proposals(logits, deltas, image_size, training=False)
+    proposals, valid = self.proposal_generator.proposals(logits, deltas, image_size, image.shape[1:3],
+                                                         training=False)
     return self.roi_heads.detect(
         pool_features, proposals, valid, image_size,
         roi.score_threshold if score_threshold is None else score_threshold,

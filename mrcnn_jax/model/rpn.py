@@ -39,17 +39,18 @@ class RPNHead(nnx.Module):
 
 
 @functools.lru_cache(maxsize=None)
-def anchors(canvas: int, stride: int | None, sizes: tuple, ratios: tuple, rounded: bool) -> tuple[np.ndarray, ...]:
-  """Per-level anchors [N_l,4] as numpy constants, computed once per canvas outside any trace.
+def anchors(canvas: tuple[int, int], stride: int | None, sizes: tuple, ratios: tuple,
+            rounded: bool) -> tuple[np.ndarray, ...]:
+  """Per-level anchors [N_l,4] as numpy constants, computed once per (h, w) canvas outside any trace.
 
   stride None: the FPN pyramid (one size per level, P2..P6); else one map of that stride, all sizes.
   rounded: cell anchors rounded to integers (``ops.fpn_anchors``).
   """
   with jax.ensure_compile_time_eval():
     if stride is None:
-      levels = ops.fpn_anchors(canvas, canvas, sizes=sizes, ratios=ratios, rounded=rounded)
+      levels = ops.fpn_anchors(*canvas, sizes=sizes, ratios=ratios, rounded=rounded)
     else:
-      levels = [ops.c4_anchors(canvas, canvas, stride=stride, sizes=sizes, ratios=ratios, rounded=rounded)]
+      levels = [ops.c4_anchors(*canvas, stride=stride, sizes=sizes, ratios=ratios, rounded=rounded)]
     return tuple(np.asarray(a, np.float32) for a in levels)
 
 
@@ -57,20 +58,22 @@ class RPN(nnx.Module):
   """The proposal generator: ``rpn_head`` on the feature maps, anchor targets and losses, proposals.
 
   Usage: ``logits, deltas = rpn(features)``, then ``rpn.losses(logits, deltas, batch, key)`` (training)
-  and ``rpn.proposals(logits, deltas, image_size, training)``.
+  and ``rpn.proposals(logits, deltas, image_size, canvas, training)``. The anchors follow the (h, w)
+  canvas the features were computed on.
   """
 
-  def __init__(self, cfg, in_channels: int, *, canvas: int, stride: int | None, anchor_sizes, anchor_ratios,
+  def __init__(self, cfg, in_channels: int, *, stride: int | None, anchor_sizes, anchor_ratios,
                round_anchors=False, dtype=None, rngs: nnx.Rngs):
     """cfg: config.model.rpn; stride: of the single feature map, or None for the FPN pyramid;
     round_anchors: config.model.round_anchors."""
     self.cfg = cfg
-    self.anchor_spec = (canvas, stride, tuple(anchor_sizes), tuple(anchor_ratios), bool(round_anchors))
+    self.anchor_spec = (stride, tuple(anchor_sizes), tuple(anchor_ratios), bool(round_anchors))
     per_cell = len(anchor_ratios) * (1 if stride is None else len(anchor_sizes))
     self.rpn_head = RPNHead(in_channels, per_cell, dtype=dtype, rngs=rngs)
 
-  def anchors(self) -> tuple[np.ndarray, ...]:
-    return anchors(*self.anchor_spec)
+  def anchors(self, canvas: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Per-level anchors [N_l,4] on a (h, w) canvas."""
+    return anchors(tuple(int(v) for v in canvas), *self.anchor_spec)
 
   def __call__(self, features: list[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
     """features: per level [B,H,W,C] -> per level objectness logits [B,N_l] and deltas [B,N_l,4]."""
@@ -78,19 +81,21 @@ class RPN(nnx.Module):
 
   def losses(self, logits, deltas, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
     """{"rpn_cls", "rpn_box"}: sums over sampled anchors / (batch_per_image * B), Detectron2's norm."""
-    num_images = batch["gt_boxes"].shape[0]
-    per_image = functools.partial(rpn_losses, anchors=jnp.concatenate(self.anchors()), cfg=self.cfg)
+    num_images, *canvas = batch["image"].shape[:3]
+    per_image = functools.partial(rpn_losses, anchors=jnp.concatenate(self.anchors(canvas)), cfg=self.cfg)
     cls, box = jax.vmap(per_image)(
         jnp.concatenate(logits, axis=1), jnp.concatenate(deltas, axis=1), gt_boxes=batch["gt_boxes"],
         gt_valid=batch["gt_valid"], gt_crowd=batch["gt_crowd"], key=jax.random.split(key, num_images))
     norm = self.cfg.batch_per_image * num_images
     return {"rpn_cls": cls.sum() / norm, "rpn_box": box.sum() / norm}
 
-  def proposals(self, logits, deltas, image_size: jax.Array, training: bool):
-    """-> boxes [B,P,4] (canvas pixels, no gradient), valid [B,P]; P = post-NMS top-k (train/test)."""
+  def proposals(self, logits, deltas, image_size: jax.Array, canvas: tuple[int, int], training: bool):
+    """-> boxes [B,P,4] (canvas pixels, no gradient), valid [B,P]; P = post-NMS top-k (train/test).
+
+    image_size [B,2]: (h, w) of each image's content on the (h, w) ``canvas``."""
     r = self.cfg
     per_image = functools.partial(
-        propose, anchors=self.anchors(),
+        propose, anchors=self.anchors(canvas),
         pre_nms_topk=r.pre_nms_topk_train if training else r.pre_nms_topk_test,
         post_nms_topk=r.post_nms_topk_train if training else r.post_nms_topk_test,
         nms_threshold=r.nms_threshold, min_size=r.min_size)

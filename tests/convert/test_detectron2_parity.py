@@ -30,7 +30,7 @@ def _stages(model, image, proposals):
   rpn_features, pool_features = model.features(image)
   logits, deltas = model.proposal_generator(rpn_features)
   size = jnp.full((1, 2), SIZE)
-  ours, _ = model.proposal_generator.proposals(logits, deltas, size, training=False)
+  ours, _ = model.proposal_generator.proposals(logits, deltas, size, (SIZE, SIZE), training=False)
   cls, box = model.roi_heads.box_logits(pool_features, proposals[None])
   return [f[0, :, :, :16] for f in rpn_features], ours[0], cls[0], box[0]
 

@@ -34,7 +34,8 @@ def _stages(model, image, proposals, boxes, classes):
   detections (boxes [D,4], classes [D])."""
   rpn_features, pool_features = model.features(image)
   logits, deltas = model.proposal_generator(rpn_features)
-  ours, valid = model.proposal_generator.proposals(logits, deltas, jnp.full((1, 2), SIZE), training=False)
+  ours, valid = model.proposal_generator.proposals(logits, deltas, jnp.full((1, 2), SIZE), (SIZE, SIZE),
+                                                     training=False)
   cls, box = model.roi_heads.box_logits(pool_features, proposals[None])
   masks = mask_probabilities(model.roi_heads.mask_logits(pool_features, boxes[None]), classes,
                              model.config.model.mask_loss)
@@ -84,7 +85,7 @@ def test_fpn_features(parity):
 
 def test_anchors_are_torchvisions(parity):
   """Same order (level, y, x, ratio) and the same integer-rounded cells."""
-  np.testing.assert_array_equal(np.concatenate(parity[0].proposal_generator.anchors()), parity[2]["anchors0"])
+  np.testing.assert_array_equal(np.concatenate(parity[0].proposal_generator.anchors((SIZE, SIZE))), parity[2]["anchors0"])
 
 
 def test_rpn_proposals_are_torchvisions(parity):

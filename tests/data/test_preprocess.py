@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from mrcnn_jax import configs
 from mrcnn_jax.data import batch_spec, features, preprocess, resize, shapes
 from mrcnn_jax.ops.masks import paste_masks
 
@@ -15,6 +16,11 @@ def _record(image, masks, classes, crowd=None):
           "classes": np.asarray(classes, np.int32), "crowd": np.zeros(n, bool) if crowd is None else crowd,
           "area": masks.sum(axis=(1, 2)).astype(np.float32),
           "masks": [features.encode_mask(m) for m in masks]}
+
+
+def data_config(**fields):
+  """config.data with ``fields`` set (the square canvas, the sizes)."""
+  return configs.override(configs.get("base"), {f"data.{k}": v for k, v in fields.items()}).data
 
 
 def _scene(seed, size=64):
@@ -31,8 +37,8 @@ def test_resize_and_pad_gives_the_pipelines_image_fields():
   """What predict feeds the model equals what the training pipeline makes of the same image."""
   image = np.random.default_rng(1).integers(0, 255, (50, 100, 3), dtype=np.uint8)
   record = _record(image, np.zeros((0, 50, 100), bool), [])
-  example = preprocess.preprocess(record, canvas=96, min_size=64, max_size=96, max_instances=2, mask_size=8)
-  fields = resize.resize_and_pad(image, canvas=96, min_size=64, max_size=96)
+  example = preprocess.preprocess(record, canvases=((96, 96),), min_size=64, max_size=96, max_instances=2, mask_size=8)
+  fields = resize.resize_and_pad(image, data_config(canvas=96, min_size=64, max_size=96))
   assert set(fields) == {"image", "image_size", "scale", "original_size"}
   for name, value in fields.items():
     np.testing.assert_array_equal(value, example[name], err_msg=name)
@@ -62,9 +68,9 @@ def test_output_shapes_dtypes_and_resize():
   masks = np.zeros((2, 50, 100), bool)
   masks[0, 10:20, 30:60] = True
   masks[1, 0:50, 90:100] = True
-  out = preprocess.preprocess(_record(image, masks, [2, 4]), canvas=96, min_size=64, max_size=96,
+  out = preprocess.preprocess(_record(image, masks, [2, 4]), canvases=((96, 96),), min_size=64, max_size=96,
                               max_instances=5, mask_size=16)
-  expected = batch_spec.blank_example(96, 5, 16)
+  expected = batch_spec.blank_example((96, 96), 5, 16)
   assert {k: (v.shape, v.dtype) for k, v in out.items()} == {
       k: (v.shape, v.dtype) for k, v in expected.items()}
   assert out["scale"] == pytest.approx(0.96) and out["image_size"].tolist() == [48, 96]
@@ -78,7 +84,7 @@ def test_output_shapes_dtypes_and_resize():
 
 def test_flip_moves_image_boxes_and_masks_together():
   record = _scene(5)
-  kwargs = dict(canvas=80, min_size=72, max_size=80, max_instances=8, mask_size=32)
+  kwargs = dict(canvases=((80, 80),), min_size=72, max_size=80, max_instances=8, mask_size=32)
   plain = preprocess.preprocess(record, flip=False, **kwargs)
   flipped = preprocess.preprocess(record, flip=True, **kwargs)
   h, w = plain["image_size"]
@@ -100,7 +106,7 @@ def test_crowd_dropped_first_and_empty_boxes_skipped():
     masks[i, 2 * i:2 * i + 5, 3:30] = True
   record = _record(image, masks, [1, 2, 3, 4, 1], crowd=np.array([True, False, False, True, False]))
   record["boxes"][2] = [10, 10, 10, 20]                            # zero width: never valid
-  out = preprocess.preprocess(record, canvas=40, min_size=40, max_size=40, max_instances=3,
+  out = preprocess.preprocess(record, canvases=((40, 40),), min_size=40, max_size=40, max_instances=3,
                               mask_size=8)
   assert out["gt_classes"].tolist() == [2, 1, 1]                    # non-crowd 1, 4 then crowd 0
   assert out["gt_crowd"].tolist() == [False, False, True] and out["gt_valid"].all()
@@ -109,7 +115,7 @@ def test_crowd_dropped_first_and_empty_boxes_skipped():
 def test_boxes_only_dataset_gets_box_masks():
   record = _scene(1)
   record["masks"] = None
-  out = preprocess.preprocess(record, canvas=64, min_size=64, max_size=64, max_instances=8, mask_size=8)
+  out = preprocess.preprocess(record, canvases=((64, 64),), min_size=64, max_size=64, max_instances=8, mask_size=8)
   valid = out["gt_valid"]
   assert out["gt_masks"][valid].all() and not out["gt_masks"][~valid].any()
 
@@ -122,7 +128,7 @@ def test_gt_mask_memory_is_bounded_by_instances():
     x, y = rng.integers(0, 700), rng.integers(0, 500)
     masks[i, y:y + rng.integers(2, 100), x:x + rng.integers(2, 100)] = True
   record = _record(np.zeros((600, 800, 3), np.uint8), masks, np.ones(100, np.int32))
-  out = preprocess.preprocess(record, canvas=1024, min_size=800, max_size=1024, max_instances=100,
+  out = preprocess.preprocess(record, canvases=((1024, 1024),), min_size=800, max_size=1024, max_instances=100,
                               mask_size=64)
   assert out["gt_valid"].all()
   assert out["gt_masks"].nbytes == 409_600

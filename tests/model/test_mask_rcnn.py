@@ -223,8 +223,10 @@ def test_unset_num_classes_is_a_clear_error(make_config):
 
 def test_wrong_image_shape_raises(make_config):
   model = build_model(make_config())
+  with pytest.raises(ValueError, match="multiples of 32"):
+    model.detect(jnp.zeros((1, 48, 64, 3), jnp.uint8), jnp.full((1, 2), 48))
   with pytest.raises(ValueError, match="image"):
-    model.detect(jnp.zeros((1, 32, 32, 3), jnp.uint8), jnp.full((1, 2), 32))
+    model.detect(jnp.zeros((1, 64, 64), jnp.uint8), jnp.full((1, 2), 64))
 
 
 def test_bgr_input_format_flips_channels_before_normalising(make_config, jit_features):
