@@ -26,7 +26,7 @@ from ml_collections import ConfigDict
 
 from mrcnn_jax import errors
 from mrcnn_jax import evaluate as evaluate_lib
-from mrcnn_jax.checkpoints import save_config
+from mrcnn_jax.checkpoints import check_same_model, save_config
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import budget as budget_lib
@@ -149,6 +149,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
     init_from_lib.take_fields(config, tc.init_from)
   plan = _budget_start(tc, workdir)
   main = jax.process_index() == 0
+  check_same_model(config, workdir)             # before anything in the workdir changes
   if main:
     save_config(config, workdir)
 

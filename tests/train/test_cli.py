@@ -2,6 +2,9 @@
 
 from train_launch import finish, start_cli
 
+from mrcnn_jax.checkpoints import save_config
+from mrcnn_jax.configs import shapes_tiny
+
 TINY_CONFIG = "mrcnn_jax/configs/shapes_tiny.py"
 
 
@@ -29,3 +32,20 @@ def test_user_errors_are_one_line_and_exit_2(shapes_data, jax_env, tmp_path):
     assert "Traceback" not in out, (case, out)
     assert out.strip().splitlines()[-1].startswith(cases[case][1]), (case, out)
 
+
+
+def test_another_model_on_a_trained_workdir_is_refused_before_anything_is_written(shapes_data, jax_env, tmp_path):
+  data_dir, name = shapes_data
+  config = shapes_tiny.get_config()
+  config.num_classes, config.model.roi.fc_dim = 4, 256
+  workdir = tmp_path / "run"
+  save_config(config, str(workdir))
+  (workdir / "checkpoints" / "5").mkdir(parents=True)
+  saved = (workdir / "config.json").read_text()
+  proc = start_cli(jax_env, TINY_CONFIG, workdir, f"--config.data.data_dir={data_dir}", f"--config.data.name={name}")
+  out = finish(proc, timeout=240, expect_ok=False)
+  assert proc.returncode == 2 and "Traceback" not in out, out
+  assert out.strip().splitlines()[-1] == (f"error: {workdir} holds checkpoints of another model "
+                                          "(model.roi.fc_dim: 256 -> 1024): use another --workdir, or the "
+                                          "workdir's values")
+  assert (workdir / "config.json").read_text() == saved
