@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 
 import jax
@@ -124,6 +125,18 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(stand_in, 
   shutil.rmtree(os.path.join(ckpt, "4", "state"))
   with pytest.raises(UserError, match=f"no checkpoint under {ckpt} can be read: steps 2, 4"):
     restore_variables(str(tmp_path), like)
+
+
+def test_a_second_trainer_is_refused_and_a_stale_lock_taken_over(stand_in, trainer_config, tmp_path, caplog):
+  stand_in(lambda n, batch: batch)
+  lock = tmp_path / "lock"
+  lock.write_text(f"{socket.gethostname()} {os.getpid()}")      # a trainer that runs: this process
+  with pytest.raises(UserError, match=rf"{tmp_path} is in use by process {os.getpid()} on "):
+    loop.train(trainer_config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
+  lock.write_text(f"{socket.gethostname()} 4194305")             # above Linux's largest pid: not running
+  loop.train(trainer_config, str(tmp_path))
+  assert "taking over the lock" in caplog.text and saved_steps(tmp_path) == [2, 4] and not lock.exists()
 
 
 def tensorboard_events(path):
