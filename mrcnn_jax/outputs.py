@@ -27,7 +27,8 @@ def check_not_inputs(outputs, inputs, flag: str):
 def atomic_path(path: str):
   """Yields a temporary sibling of ``path`` to write (a file or a folder); renames it to ``path`` when
   the block ends normally (``path``: absent, a file or an empty folder), else removes it."""
-  tmp = f"{path.rstrip(os.sep)}.tmp-{os.getpid()}"
+  path = os.path.normpath(path)
+  tmp = f"{path}.tmp-{os.getpid()}"
   try:
     yield tmp
     os.replace(tmp, path)
