@@ -14,6 +14,10 @@ from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import MaskRCNN, build_model
 
 
+# Config fields that a checkpoint's variables depend on: a resumed run must keep them.
+SAME_MODEL = ("model.", "num_classes", "train.optimizer")
+
+
 def _split_path(path: str) -> tuple[str, int | None]:
   """``W`` -> (W, None: latest);  ``W/checkpoints/<step>`` -> (W, step)."""
   path = os.path.normpath(path)
@@ -50,6 +54,21 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return configs.override(base.get_config(), _flatten(saved))
   except UserError as e:
     raise UserError(f"{path}: {e}") from e
+
+
+def check_same_model(config: ml_collections.ConfigDict, workdir: str):
+  """UserError, naming the fields that differ, when ``workdir`` holds checkpoints of another model
+  than ``config``'s (they would not restore, and its config.json is what ``load`` rebuilds them with)."""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(checkpoints) or not any(name.isdigit() for name in os.listdir(checkpoints)):
+    return
+  saved, new = (_flatten(json.loads(c.to_json_best_effort())) for c in (load_config(workdir), config))
+  differ = [key for key in sorted(set(saved) | set(new)) if key.startswith(SAME_MODEL)
+            and saved.get(key) != new.get(key)]
+  if differ:
+    changes = ", ".join(f"{key}: {saved.get(key)!r} -> {new.get(key)!r}" for key in differ)
+    raise UserError(f"{workdir} holds checkpoints of another model ({changes}): use another --workdir, "
+                    "or the workdir's values")
 
 
 def load(path: str) -> MaskRCNN:

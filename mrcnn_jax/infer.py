@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from mrcnn_jax import compile_cache, errors
+from mrcnn_jax import compile_cache, errors, outputs
+from mrcnn_jax.images import read_image
 from mrcnn_jax.inference import SCORE_THRESHOLD
 
 MAX_PICTURE_SIDE = 2048  # larger pictures are scaled down to this and saved as JPEG
@@ -36,15 +37,20 @@ def picture_names(paths) -> list[str]:
   return names
 
 
-def save_picture(picture, out: str, name: str) -> str:
-  """Saves ``picture`` as ``<out>/<name>.png``, or scaled to MAX_PICTURE_SIDE as a JPEG when larger
-  (a 4000x3000 PNG can take 36 MB); returns the file name."""
-  if max(picture.size) <= MAX_PICTURE_SIDE:
-    picture.save(os.path.join(out, f"{name}.png"))
-    return f"{name}.png"
-  picture.thumbnail((MAX_PICTURE_SIDE, MAX_PICTURE_SIDE))
-  picture.save(os.path.join(out, f"{name}.jpg"), quality=90)
-  return f"{name}.jpg"
+def picture_file(name: str, size: tuple[int, int]) -> str:
+  """The picture's file name for an image of ``size`` (w, h): PNG, or a JPEG scaled to
+  MAX_PICTURE_SIDE when larger (a 4000x3000 PNG can take 36 MB)."""
+  return f"{name}.png" if max(size) <= MAX_PICTURE_SIDE else f"{name}.jpg"
+
+
+def save_picture(picture, path: str):
+  """Saves ``picture`` at ``path`` (from ``picture_file``), complete or not at all."""
+  with outputs.atomic_path(path) as tmp:
+    if path.endswith(".jpg"):
+      picture.thumbnail((MAX_PICTURE_SIDE, MAX_PICTURE_SIDE))
+      picture.save(tmp, format="JPEG", quality=90)
+    else:
+      picture.save(tmp, format="PNG")
 
 
 def main(argv=None) -> int:
@@ -64,35 +70,55 @@ def main(argv=None) -> int:
   return errors.run_cli(_run, parser, parser.parse_args(argv))
 
 
-def _run(parser, args) -> int:
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+def check_args(args):
+  """UserError for a bad argument, before any image is read or model loaded."""
+  if not 0 <= args.score_threshold <= 1:
+    raise errors.UserError(f"--score_threshold must be in [0, 1], got {args.score_threshold}")
+  if args.nms_threshold is not None and not 0 < args.nms_threshold <= 1:
+    raise errors.UserError(f"--nms_threshold must be in (0, 1], got {args.nms_threshold}")
+  if args.max_detections is not None and args.max_detections < 1:
+    raise errors.UserError(f"--max_detections must be at least 1, got {args.max_detections}")
+  for path in args.images:
+    if os.path.isdir(path):
+      raise errors.UserError(f"--images: {path} is a folder: pass its image files ({os.path.join(path, '*.jpg')})")
+    if not os.path.isfile(path):
+      raise errors.UserError(f"--images: no such file: {path}")
+
+
+def _run(parser, args) -> int:  # pylint: disable=unused-argument
   import mrcnn_jax  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.coco import detections_to_coco  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.visualize import draw_detections  # pylint: disable=import-outside-toplevel
 
-  for path in args.images:
-    if not os.path.isfile(path):
-      parser.error(f"--images: no such file: {path}")
-  model = mrcnn_jax.load(args.workdir)
+  check_args(args)
   images = []
   for path in args.images:
     try:
-      images.append(np.asarray(Image.open(path).convert("RGB")))
+      images.append(read_image(path))
     except OSError as e:
-      parser.error(f"--images: cannot read {path}: {e}")
+      raise errors.UserError(f"--images: cannot read {path}: {e}") from e
+  pictures = [picture_file(name, image.shape[1::-1]) for name, image in zip(picture_names(args.images), images)]
+  json_path = os.path.join(args.out, "detections.json")
+  outputs.check_not_inputs([os.path.join(args.out, p) for p in pictures] + [json_path], args.images, "--out")
+  try:
+    os.makedirs(args.out, exist_ok=True)
+  except OSError as e:
+    raise errors.UserError(f"--out: cannot create {args.out}: {e.strerror}") from e
+  if not os.access(args.out, os.W_OK):
+    raise errors.UserError(f"--out: cannot write to {args.out}")
+  model = mrcnn_jax.load(args.workdir)
   detections = mrcnn_jax.predict(model, images, score_threshold=args.score_threshold,
                                  nms_threshold=args.nms_threshold, max_detections=args.max_detections)
-  os.makedirs(args.out, exist_ok=True)
   results = []
-  for b, (path, name) in enumerate(zip(args.images, picture_names(args.images))):
+  for b, (path, picture) in enumerate(zip(args.images, pictures)):
     one = detections.image(b)
-    picture = save_picture(draw_detections(images[b], one), args.out, name)
+    save_picture(draw_detections(images[b], one), os.path.join(args.out, picture))
     n = len(one["scores"])
     for r in detections_to_coco(b, one["boxes"], one["scores"], one["classes"], np.ones(n, bool),
                                 range(1, len(model.config.class_names) + 1), one["masks"]):
       results.append(dict(r, file_name=path, picture=picture))
     print(f"{path}: {n} detections -> {picture}")
-  with open(os.path.join(args.out, "detections.json"), "w") as f:
+  with outputs.atomic_path(json_path) as tmp, open(tmp, "w") as f:
     json.dump(results, f)
   print(f"wrote {len(images)} pictures and detections.json to {args.out} (score > {args.score_threshold})")
   return 0

@@ -319,12 +319,12 @@ def bench_predict(args):
   """mrcnn_jax.predict on each image file with the workdir's model, one image per call, for each
   ``model.mask.detections_per_pass`` in ``args.passes``; the median over images and repeats."""
   from flax import nnx
-  from PIL import Image
   import mrcnn_jax
   from mrcnn_jax import checkpoints, configs
+  from mrcnn_jax.images import read_image
 
   loaded, config = checkpoints.load(args.workdir), checkpoints.load_config(args.workdir)
-  images = [np.asarray(Image.open(path).convert("RGB")) for path in args.images]
+  images = [read_image(path) for path in args.images]
   rows = []
   for per_pass in args.passes:
     configs.override(config, {"model.mask.detections_per_pass": per_pass})

@@ -127,8 +127,7 @@ def test_load_and_cli_write_pictures_and_coco_json(model, workdir, tmp_path):
   results = json.loads((out / "detections.json").read_text())
   assert {(r["file_name"], r["picture"]) for r in results} == {(paths[0], "img0.png"), (paths[1], "img1.png")}
   assert all(len(r["bbox"]) == 4 and "counts" in r["segmentation"] for r in results)
-  with pytest.raises(SystemExit):
-    infer.main(["--workdir", str(workdir), "--images", str(tmp_path / "missing.png"), "--out", str(out)])
+  assert infer.main(["--workdir", str(workdir), "--images", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
 
 
 def test_cli_keeps_inputs_with_the_same_name_apart(workdir, tmp_path, capsys):
@@ -173,14 +172,41 @@ def test_cli_help_names_the_command_and_the_default(capsys):
 
 def test_cli_user_errors_are_one_line_and_exit_2(workdir, tmp_path, capsys):
   image = _save(_image(8, 8), tmp_path / "a.png")
-  assert infer.main(["--workdir", str(tmp_path), "--images", image, "--out", str(tmp_path)]) == 2
+  assert infer.main(["--workdir", str(tmp_path), "--images", image, "--out", str(tmp_path / "out")]) == 2
   assert capsys.readouterr().err == (f"error: {tmp_path / 'config.json'} not found: is {str(tmp_path)!r} "
                                      "a training workdir?\n")
   empty = tmp_path / "empty"
   empty.mkdir()
   shutil.copy(workdir / "config.json", empty / "config.json")      # a config but no checkpoint
   proc = subprocess.run([sys.executable, "-m", "mrcnn_jax.infer", "--workdir", str(empty), "--images", image,
-                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+                         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
   assert proc.stderr.splitlines()[-1] == (f"error: no checkpoint under {empty / 'checkpoints'}: has training "
                                           f"in {str(empty)!r} saved one yet?")
+
+
+def test_cli_never_writes_over_its_inputs(workdir, tmp_path, capsys):
+  path = _save(_image(40, 50), tmp_path / "w" / "coffee.png")
+  before = open(path, "rb").read()
+  assert infer.main(["--workdir", str(workdir), "--images", path, "--out", str(tmp_path / "w")]) == 2
+  assert open(path, "rb").read() == before
+  assert capsys.readouterr().err == (f"error: --out: writing {path} would overwrite the input {path}; "
+                                     "choose another --out\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--score_threshold", "2"], "--score_threshold must be in [0, 1], got 2.0"),
+    (["--nms_threshold", "1.5"], "--nms_threshold must be in (0, 1], got 1.5"),
+    (["--max_detections", "0"], "--max_detections must be at least 1, got 0"),
+    (["--images", "."], "--images: . is a folder: pass its image files (./*.jpg)"),
+    (["--out", "a.png/out"], "--out: cannot create a.png/out: Not a directory"),
+])
+def test_cli_checks_its_arguments_before_loading_a_model(tmp_path, monkeypatch, capsys, args, message):
+  monkeypatch.chdir(tmp_path)
+  _save(_image(8, 8), tmp_path / "a.png")
+  given = {"--workdir": "no-such-workdir", "--images": "a.png", "--out": "out"}
+  for flag, value in zip(args[::2], args[1::2]):
+    given[flag] = value
+  assert infer.main([item for pair in given.items() for item in pair]) == 2
+  assert capsys.readouterr().err == f"error: {message}\n"
+

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mrcnn_jax import configs
+from mrcnn_jax import configs, outputs
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
@@ -131,17 +131,19 @@ def sha256_prefix(path: str, length: int = 16) -> str:
 
 def convert_file(src: str, out: str, source: str, convert: Callable) -> ml_collections.ConfigDict:
   """Reads checkpoint ``src``, turns it into (config, params, batch_stats) with ``convert(weights)``,
-  records ``source`` in config.pretrained and writes workdir ``out`` (config.json + checkpoint 0)."""
+  records ``source`` in config.pretrained and writes workdir ``out`` (config.json + checkpoint 0), whole
+  or not at all (built in a temporary sibling, then renamed: an interrupted convert leaves no ``out``)."""
   from mrcnn_jax.checkpoints import save_config  # pylint: disable=import-outside-toplevel
   from mrcnn_jax.convert.checkpoint_io import read_checkpoint  # pylint: disable=import-outside-toplevel
-  from mrcnn_jax.train.checkpoint import checkpoint_dir, save_imported  # pylint: disable=import-outside-toplevel
+  from mrcnn_jax.train.checkpoint import save_imported  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(src):
     raise UserError(f"checkpoint {src} not found")
-  if os.path.isdir(checkpoint_dir(out)) and os.listdir(checkpoint_dir(out)):
-    raise UserError(f"{checkpoint_dir(out)} exists and is not empty: give a new --out")
+  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+    raise UserError(f"{out} exists and is not an empty folder: give a new --out")
   config, params, batch_stats = convert(read_checkpoint(src))
   configs.override(config, {"pretrained.source": source, "pretrained.file": os.path.abspath(src),
                             "pretrained.sha256": sha256_prefix(src)})
-  save_config(config, out)
-  save_imported(out, params, batch_stats)
+  with outputs.atomic_path(out) as tmp:
+    save_config(config, tmp)
+    save_imported(tmp, params, batch_stats)
   return config

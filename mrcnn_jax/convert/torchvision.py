@@ -31,7 +31,7 @@ keep > 1e-3, and its level rule adds 1e-6 after the log2 where ours adds 1e-8 in
 ~1e-6 of a level's size; none of the oracle's 1000).
 
 torchvision pads the normalised image with zeros, we pad pixels with black before normalising: outputs
-are the same only where nothing is padded (README, "Pretrained weights").
+are the same only where nothing is padded (docs/weights.md).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from mrcnn_jax import images
 from mrcnn_jax.data import coco_json, features
 from mrcnn_jax.errors import UserError
 
@@ -35,21 +36,26 @@ class FolderConfig(tfds.core.BuilderConfig):
 
 
 def _read_image(path: str, width: int, height: int):
-  """Encoded RGB image bytes of `path`, or an error message naming the file."""
+  """Encoded RGB image bytes of `path`, upright (its EXIF orientation applied, as by every command's
+  reader), or an error message naming the file."""
   if not os.path.isfile(path):
     return None, f"{path}: image file not found"
   with open(path, "rb") as f:
     data = f.read()
   try:
     with Image.open(io.BytesIO(data)) as image:
-      image.load()
-      if image.size != (width, height):
-        return None, f"{path}: image is {image.size[0]}x{image.size[1]}, annotations say {width}x{height}"
-      if image.format in ("JPEG", "PNG") and image.mode in ("RGB", "L"):
-        return data, None
-      return features.encode_png(np.asarray(image.convert("RGB"))), None
+      stored_as_is = image.format in ("JPEG", "PNG") and image.mode in ("RGB", "L")
+      orientation = images.orientation(image)
+      pixels = images.upright_rgb(image)
   except Exception as e:  # PIL raises many types for corrupt files
     return None, f"{path}: cannot decode image ({type(e).__name__}: {e})"
+  if pixels.shape[:2] != (height, width):
+    turned = (f" upright, after its EXIF orientation {orientation} ({pixels.shape[0]}x{pixels.shape[1]} as "
+              "stored: were the annotations made on the stored pixels?)" if orientation >= 5 else "")
+    return None, f"{path}: image is {pixels.shape[1]}x{pixels.shape[0]}{turned}, annotations say {width}x{height}"
+  if stored_as_is and orientation == 1:
+    return data, None
+  return features.encode_png(pixels), None
 
 
 class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):

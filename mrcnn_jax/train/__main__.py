@@ -28,6 +28,7 @@ flags.DEFINE_string("workdir", None, "Output directory (local or gs://): checkpo
 flags.DEFINE_enum("distributed", "auto", ["auto", "yes", "no"], "Call jax.distributed.initialize().")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+USAGE = "python -m mrcnn_jax.train --config CONFIG.py --workdir DIR [--config.a.b=value ...]"
 QUIET = ("/orbax/", "/tensorflow_datasets/")  # their INFO lines (~140 per short run) are not shown
 
 
@@ -41,23 +42,39 @@ def initialize_distributed(mode: str):
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with a ``--config.<key>`` that the config lacks as one line and exit code 2."""
+  """absl's parsing, with a flag missing, a bad value, a config file that does not load or a
+  ``--config.<key>`` that the config lacks as one line and exit code 2."""
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
+  except flags.IllegalFlagValueError as e:  # a required flag missing, or a value of the wrong type
+    missing = re.search(r"Flag --(\w+) must have a value other than None", str(e))
+    sys.exit(errors.fail(f"--{missing.group(1)} is required: {USAGE}" if missing else str(e)))
   except (AttributeError, KeyError) as e:  # ml_collections: the override's key is not in the config
-    message = e
-    while isinstance(message, BaseException) and message.args:  # AttributeError(KeyError("'key'..."))
-      message = message.args[0]
-    message = str(message)
-    key = re.match(r"'(\w+)'", message)
-    suggestion = re.search(r'Did you mean "(\w+)"', message)
-    paths = [arg[len("--config."):].split("=")[0] for arg in argv if arg.startswith("--config.")]
-    path = next((p for p in paths if key and key.group(1) in p.split(".")), None)
-    if path is None:
-      sys.exit(errors.fail(f"bad --config override: {message}"))
-    fixed = ".".join(suggestion.group(1) if part == key.group(1) else part for part in path.split("."))
-    hint = f" (did you mean {fixed}?)" if suggestion else ""
-    sys.exit(errors.fail(f"unknown config key {path}{hint}"))
+    sys.exit(_unknown_key(argv, e))
+  try:
+    FLAGS.config.keys()  # ml_collections reports a config file that failed to load only when it is used
+  except OSError as e:
+    path = config_flags.get_config_filename(FLAGS["config"])
+    reason = "no such file" if not os.path.isfile(path.split(":")[0]) else str(e).splitlines()[0]
+    sys.exit(errors.fail(f"--config {path}: {reason}"))
+  return rest
+
+
+def _unknown_key(argv: list[str], e: Exception) -> int:
+  """The one-line error for a ``--config.<key>`` override that the config lacks."""
+  message = e
+  while isinstance(message, BaseException) and message.args:  # AttributeError(KeyError("'key'..."))
+    message = message.args[0]
+  message = str(message)
+  key = re.match(r"'(\w+)'", message)
+  suggestion = re.search(r'Did you mean "(\w+)"', message)
+  paths = [arg[len("--config."):].split("=")[0] for arg in argv if arg.startswith("--config.")]
+  path = next((p for p in paths if key and key.group(1) in p.split(".")), None)
+  if path is None:
+    return errors.fail(f"bad --config override: {message}")
+  fixed = ".".join(suggestion.group(1) if part == key.group(1) else part for part in path.split("."))
+  hint = f" (did you mean {fixed}?)" if suggestion else ""
+  return errors.fail(f"unknown config key {path}{hint}")
 
 
 def quiet_library_logs():

@@ -16,6 +16,8 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from mrcnn_jax.errors import UserError
@@ -51,20 +53,29 @@ class Checkpointer:
         force=True)
     return True
 
-  def restore(self, state_like, data_iter, mesh: Mesh, step: int | None = None):
-    """Restores checkpoint ``step`` (default: latest) into the structure of ``state_like``.
+  def restore(self, state_like, data_iter, mesh: Mesh):
+    """Restores the newest checkpoint that restores into the structure of ``state_like`` (a newer
+    unreadable one is renamed ``<step>.unreadable``, with a warning, so that the run saves it anew).
 
     Arrays come back replicated over ``mesh``; ``data_iter`` is moved to the saved position in place.
     Returns the restored state, or None when there is no checkpoint.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return None
     sharding = mesh_lib.replicated(mesh)
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                           state_like)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iter)))
+    found = newest_restorable(self.manager, lambda step: self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), data=grain.checkpoint.CheckpointRestore(data_iter))))
+    if found is None:
+      return None
+    step, restored = found
+    unreadable = [s for s in self.manager.all_steps() if s > step]
+    if unreadable:
+      if jax.process_index() == 0:
+        for s in unreadable:
+          path = self.manager.directory / str(s)
+          path.rename(path.parent / f"{s}.unreadable")
+      multihost_utils.sync_global_devices("unreadable checkpoints renamed")
+      self.manager.reload()
     return restored["state"]
 
   def wait(self):
@@ -73,6 +84,29 @@ class Checkpointer:
 
   def close(self):
     self.manager.close()
+
+
+def newest_restorable(manager: ocp.CheckpointManager, restore) -> tuple[int, object] | None:
+  """``(step, restore(step))`` for the newest of ``manager``'s steps that restores (None: no steps).
+
+  A newer step that does not (half written, or half deleted) is skipped with a warning naming it;
+  when none restores, a UserError names them all and the first one's error."""
+  failed = {}
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = restore(step)
+    except Exception as e:  # pylint: disable=broad-except  (Orbax and tensorstore raise many types)
+      failed[step] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+      continue
+    for skipped, error in failed.items():
+      logging.warning("checkpoint %s/%d cannot be read (%s): using step %d instead", manager.directory,
+                      skipped, error, step)
+    return step, restored
+  if failed:
+    newest = max(failed)
+    raise UserError(f"no checkpoint under {manager.directory} can be read: steps "
+                    f"{', '.join(map(str, sorted(failed)))} (step {newest}: {failed[newest]})")
+  return None
 
 
 def save_imported(workdir: str, params, batch_stats, step: int = 0) -> None:
@@ -91,19 +125,21 @@ def _restore_saved(workdir: str, step: int | None, target_of) -> dict:
   restored on this process's first device whatever the topology that saved them."""
   manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(
       read_only=True, save_interval_steps=0, create=False))  # the values read_only implies: no warnings
-  step = manager.latest_step() if step is None else step
-  if step is None:
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def restore(step):
+    saved = ocp.PyTreeCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                          target_of(saved.item_metadata))
+    return manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True)))
+  found = restore(step) if step is not None else newest_restorable(manager, restore)
+  manager.close()
+  if found is None:
     raise UserError(f"no checkpoint under {checkpoint_dir(workdir)}: has training in {workdir!r} "
                     "saved one yet?")
-  saved = ocp.PyTreeCheckpointer().metadata(os.path.join(checkpoint_dir(workdir), str(step), "state"))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                        target_of(saved.item_metadata))
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)))
-  manager.close()
-  return dict(restored["state"])
+  return dict((found if step is not None else found[1])["state"])
 
 
 def restore_variables(workdir: str, like: dict, step: int | None = None) -> dict:

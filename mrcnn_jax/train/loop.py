@@ -12,6 +12,7 @@ time_budget_s (> 0: fit the run into that many seconds, see budget.py);
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -24,9 +25,9 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from ml_collections import ConfigDict
 
-from mrcnn_jax import errors
+from mrcnn_jax import errors, workdir_lock
 from mrcnn_jax import evaluate as evaluate_lib
-from mrcnn_jax.checkpoints import save_config
+from mrcnn_jax.checkpoints import check_same_model, save_config
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.train import budget as budget_lib
@@ -134,10 +135,17 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
   """Trains (or resumes) ``config`` in ``workdir``; returns the final train state and the last
   logged metrics (plus evaluation results).
 
-  Raises NonFiniteLossError on a NaN/Inf loss, errors.UserError on a config that cannot train, and
-  Stopped after saving a checkpoint when SIGTERM or SIGINT stops it early. Fills in ``config.num_classes`` and ``class_names``
-  from the dataset when they are unset (see ``data.pipeline.resolve_classes``).
+  Raises NonFiniteLossError on a NaN/Inf loss, errors.UserError on a config that cannot train or a
+  workdir another trainer holds, and Stopped after saving a checkpoint when SIGTERM or SIGINT stops
+  it early. Fills in ``config.num_classes`` and ``class_names`` from the dataset when they are unset
+  (see ``data.pipeline.resolve_classes``).
   """
+  with workdir_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    return _train(config, workdir)
+
+
+def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, dict]:
+  """``train`` with the workdir held."""
   begin = time.perf_counter()
   tc = config.train
   if tc.steps < 1:
@@ -149,6 +157,7 @@ def train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState, 
     init_from_lib.take_fields(config, tc.init_from)
   plan = _budget_start(tc, workdir)
   main = jax.process_index() == 0
+  check_same_model(config, workdir)             # before anything in the workdir changes
   if main:
     save_config(config, workdir)
 

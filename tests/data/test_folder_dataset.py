@@ -1,14 +1,16 @@
 """COCO-format folder builder: read-back, dropped/skipped counts, and errors naming what is wrong."""
 
 import copy
+import io
 import json
 
 import ml_collections
 import numpy as np
 import pytest
+from PIL import Image
 from tiny_coco import CATEGORIES, write_coco_folder
 
-from mrcnn_jax.data import coco_json, features, prepare, sources
+from mrcnn_jax.data import coco_json, features, folder_builder, prepare, sources
 
 
 def _builder(data_dir, name):
@@ -128,3 +130,20 @@ def test_unreadable_json_names_the_file(tmp_path):
   path.write_text("{not json")
   with pytest.raises(ValueError, match="broken.json: cannot read annotation JSON"):
     coco_json.load_coco_json(str(path))
+
+
+def test_photos_are_stored_upright_and_a_size_only_the_stored_pixels_match_names_exif(tmp_path):
+  stored = np.zeros((40, 60, 3), np.uint8)
+  stored[:, :10] = 255                                      # a white band on the stored left edge
+  exif = Image.Exif()
+  exif[0x0112] = 6                                          # a phone photo: "rotate 90 CW to view"
+  path = str(tmp_path / "phone.jpg")
+  Image.fromarray(stored).save(path, exif=exif, quality=95)
+  encoded, error = folder_builder._read_image(path, width=40, height=60)
+  assert error is None
+  upright = np.asarray(Image.open(io.BytesIO(encoded)))
+  assert upright.shape == (60, 40, 3) and upright[:10].mean() > 200   # the band on top
+  _, error = folder_builder._read_image(path, width=60, height=40)
+  assert error == (f"{path}: image is 40x60 upright, after its EXIF orientation 6 (60x40 as stored: were the "
+                   "annotations made on the stored pixels?), annotations say 60x40")
+

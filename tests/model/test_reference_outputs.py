@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 from mrcnn_jax import build_model
+from tolerance import network_rtol
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "reference_outputs.npz")
 CASES = {
@@ -25,9 +26,8 @@ CASES = {
 }
 
 
-def outputs(config, batch, jit_losses, jit_detect) -> dict[str, np.ndarray]:
-  """Losses, detections and the sorted parameter shapes of a freshly built model (seed 0)."""
-  model = build_model(config, seed=0)
+def outputs(model, batch, jit_losses, jit_detect) -> dict[str, np.ndarray]:
+  """Losses, detections and the sorted parameter shapes of a freshly built model."""
   losses = jit_losses(model, batch, jax.random.key(7))
   det = jit_detect(model, batch["image"], batch["image_size"])
   shapes = sorted(tuple(p.shape) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -40,7 +40,8 @@ def outputs(config, batch, jit_losses, jit_detect) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_outputs_match_the_recorded_reference(make_config, make_batch, jit_losses, jit_detect, case):
   config = make_config(**CASES[case])
-  got = outputs(config, make_batch(config, batch_size=2, num_instances=3, seed=3), jit_losses, jit_detect)
+  model = build_model(config, seed=0)
+  got = outputs(model, make_batch(config, batch_size=2, num_instances=3, seed=3), jit_losses, jit_detect)
   if os.environ.get("MRCNN_RECORD_REFERENCE"):
     recorded = dict(np.load(REFERENCE)) if os.path.exists(REFERENCE) else {}
     recorded.update({f"{case}/{k}": v for k, v in got.items()})
@@ -49,9 +50,10 @@ def test_outputs_match_the_recorded_reference(make_config, make_batch, jit_losse
   keys = sorted(k[len(case) + 1:] for k in reference.files if k.startswith(case + "/"))
   assert keys == sorted(got), (keys, sorted(got))
   assert got["detect/valid"].any(), "the reference case should detect something"
+  tol = network_rtol(model)  # the reference may come from another CPU: sums added in another order
   for key in keys:
     want = reference[f"{case}/{key}"]
     if want.dtype.kind in "biuU":
       np.testing.assert_array_equal(got[key], want, err_msg=key)
     else:
-      np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-5, err_msg=key)
+      np.testing.assert_allclose(got[key], want, rtol=tol, atol=tol, err_msg=key)

@@ -1,6 +1,11 @@
 """``python -m mrcnn_jax.train`` on user mistakes: one line on stderr, exit code 2, nothing compiled."""
 
-from train_launch import finish, start_cli
+import sys
+
+from train_launch import finish, start, start_cli
+
+from mrcnn_jax.checkpoints import save_config
+from mrcnn_jax.configs import shapes_tiny
 
 TINY_CONFIG = "mrcnn_jax/configs/shapes_tiny.py"
 
@@ -28,4 +33,39 @@ def test_user_errors_are_one_line_and_exit_2(shapes_data, jax_env, tmp_path):
     assert proc.returncode == 2, (case, out)
     assert "Traceback" not in out, (case, out)
     assert out.strip().splitlines()[-1].startswith(cases[case][1]), (case, out)
+
+
+
+def test_another_model_on_a_trained_workdir_is_refused_before_anything_is_written(shapes_data, jax_env, tmp_path):
+  data_dir, name = shapes_data
+  config = shapes_tiny.get_config()
+  config.num_classes, config.model.roi.fc_dim = 4, 256
+  workdir = tmp_path / "run"
+  save_config(config, str(workdir))
+  (workdir / "checkpoints" / "5").mkdir(parents=True)
+  saved = (workdir / "config.json").read_text()
+  proc = start_cli(jax_env, TINY_CONFIG, workdir, f"--config.data.data_dir={data_dir}", f"--config.data.name={name}")
+  out = finish(proc, timeout=240, expect_ok=False)
+  assert proc.returncode == 2 and "Traceback" not in out, out
+  assert out.strip().splitlines()[-1] == (f"error: {workdir} holds checkpoints of another model "
+                                          "(model.roi.fc_dim: 256 -> 1024): use another --workdir, or the "
+                                          "workdir's values")
+  assert (workdir / "config.json").read_text() == saved
+
+
+def test_flag_mistakes_are_one_line_and_exit_2(jax_env, tmp_path):
+  train = (sys.executable, "-m", "mrcnn_jax.train")
+  usage = "python -m mrcnn_jax.train --config CONFIG.py --workdir DIR [--config.a.b=value ...]"
+  cases = {
+      "no_config": (["--workdir", tmp_path], f"error: --config is required: {usage}"),
+      "no_workdir": (["--config", TINY_CONFIG], f"error: --workdir is required: {usage}"),
+      "no_file": (["--config", "nope.py", "--workdir", tmp_path], "error: --config nope.py: no such file"),
+      "bad_value": (["--config", TINY_CONFIG, "--workdir", tmp_path, "--config.train.steps=abc"],
+                    "error: flag --config.train.steps=abc: invalid literal for int() with base 10: 'abc'"),
+  }
+  runs = {case: start(jax_env, *train, *argv) for case, (argv, _) in cases.items()}
+  for case, proc in runs.items():
+    out = finish(proc, timeout=240, expect_ok=False)
+    assert proc.returncode == 2 and "Traceback" not in out, (case, out)
+    assert out.strip().splitlines()[-1] == cases[case][1], (case, out)
 

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 
 import jax
@@ -16,7 +17,7 @@ from train_launch import saved_steps
 
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.train import loop, preemption
-from mrcnn_jax.train.checkpoint import checkpoint_dir
+from mrcnn_jax.train.checkpoint import checkpoint_dir, restore_variables
 
 
 class StandIn(nnx.Module):
@@ -106,6 +107,36 @@ def test_resume_drops_the_metrics_logged_past_the_restored_step(stand_in, traine
   events = [e for f in sorted((tmp_path / "tensorboard").iterdir()) for e in tensorboard_events(f)]
   assert [e.session_log.status for e in events if e.HasField("session_log")] == [1, 1]
   assert [e.step for e in events if e.HasField("session_log")] == [1, 3]   # TensorBoard's purge
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_one_before(stand_in, trainer_config, tmp_path, caplog):
+  stand_in(lambda n, batch: batch)
+  loop.train(trainer_config, str(tmp_path))                      # 4 steps, checkpoints 2 and 4
+  ckpt = checkpoint_dir(str(tmp_path))
+  like = {"params": nnx.state(StandIn(nnx.Rngs(0)), nnx.Param)}
+  shutil.rmtree(os.path.join(ckpt, "4", "state"))                # as if half deleted
+  restored = restore_variables(str(tmp_path), like)              # mrcnn_jax.load's path
+  assert jax.tree.leaves(restored["params"])
+  assert f"checkpoint {ckpt}/4 cannot be read" in caplog.text and "using step 2 instead" in caplog.text
+  loop.train(trainer_config, str(tmp_path))                      # resumes from 2, saves 4 anew
+  assert saved_steps(tmp_path) == [2, 4] and os.path.isdir(os.path.join(ckpt, "4.unreadable"))
+  restore_variables(str(tmp_path), like, step=4)
+  shutil.rmtree(os.path.join(ckpt, "2", "state"))
+  shutil.rmtree(os.path.join(ckpt, "4", "state"))
+  with pytest.raises(UserError, match=f"no checkpoint under {ckpt} can be read: steps 2, 4"):
+    restore_variables(str(tmp_path), like)
+
+
+def test_a_second_trainer_is_refused_and_a_stale_lock_taken_over(stand_in, trainer_config, tmp_path, caplog):
+  stand_in(lambda n, batch: batch)
+  lock = tmp_path / "lock"
+  lock.write_text(f"{socket.gethostname()} {os.getpid()}")      # a trainer that runs: this process
+  with pytest.raises(UserError, match=rf"{tmp_path} is in use by process {os.getpid()} on "):
+    loop.train(trainer_config, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
+  lock.write_text(f"{socket.gethostname()} 4194305")             # above Linux's largest pid: not running
+  loop.train(trainer_config, str(tmp_path))
+  assert "taking over the lock" in caplog.text and saved_steps(tmp_path) == [2, 4] and not lock.exists()
 
 
 def tensorboard_events(path):
