@@ -1,6 +1,7 @@
 """Accelerator estimates for Mask R-CNN R50-FPN, from programs compiled on this host (no accelerator).
 
     python scripts/estimate.py [--batches 2 8 16] [--canvas 1024] [--dtypes float32 bfloat16]
+    python scripts/estimate.py --detect-canvases 800x1216 1344x1344   # detect's FLOPs per canvas only
 
 The programs are the real ones: the jitted train step (forward, backward and SGD update; frozen BN
 and ``freeze_at=2``, the fine-tuning setting of ImageNet weights) and ``detect``, built from
@@ -76,10 +77,12 @@ def r50_config(canvas: int, dtype: str, overrides: dict | None = None):
   return config
 
 
-def abstract_batch(config, batch: int) -> dict:
+def abstract_batch(config, batch: int, canvas: tuple[int, int] | None = None) -> dict:
+  """Abstract batch on ``canvas`` (h, w; default: the config's square canvas)."""
   d = config.data
+  canvas = canvas or (d.canvas, d.canvas)
   return {name: jax.ShapeDtypeStruct((batch, *shape), dtype)
-          for name, (shape, dtype) in field_specs(d.canvas, d.max_instances, d.gt_mask_size).items()}
+          for name, (shape, dtype) in field_specs(canvas, d.max_instances, d.gt_mask_size).items()}
 
 
 def split_abstract(config):
@@ -97,9 +100,9 @@ def lower_train(config, batch: int):
   return jax.jit(step).lower(state, abstract_batch(config, batch))
 
 
-def lower_detect(config, batch: int):
+def lower_detect(config, batch: int, canvas: tuple[int, int] | None = None):
   graphdef, params, batch_stats = split_abstract(config)
-  spec = abstract_batch(config, batch)
+  spec = abstract_batch(config, batch, canvas)
 
   def detect(params, batch_stats, image, image_size):
     return nnx.merge(graphdef, params, batch_stats).detect(image, image_size)
@@ -144,6 +147,16 @@ def padding_rows(canvas: int) -> list[str]:
   return lines
 
 
+def canvas_rows(canvases: list[tuple[int, int]]) -> list[str]:
+  """detect's FLOPs (batch 1, float32, cost analysis only) per (h, w) canvas, against the last one."""
+  config = r50_config(max(max(c) for c in canvases), "float32")
+  counted = [(c, flops(lower_detect(config, 1, c))) for c in canvases]
+  lines = ["| detect canvas | pixels | TFLOP | vs " + "x".join(map(str, canvases[-1])) + " |", "|---|---:|---:|---:|"]
+  for (h, w), f in counted:
+    lines.append(f"| {h}x{w} | {h * w:,} | {f / 1e12:.3f} | {f / counted[-1][1]:.2f} |")
+  return lines
+
+
 def chip_rows(programs: list[Program]) -> list[str]:
   batches = " / ".join(str(b) for b in sorted({p.batch for p in programs}))
   lines = [f"| chip | dtype | largest batch that fits (train) | step time at 40 % MFU, batch {batches} "
@@ -170,7 +183,12 @@ def main(argv=None):
   parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
   parser.add_argument("--canvas", type=int, default=1024)
   parser.add_argument("--no-memory", action="store_true", help="cost analysis only: skip compiling")
+  parser.add_argument("--detect-canvases", nargs="+", default=[], metavar="HxW",
+                      help="only print detect's FLOPs on these canvases (the last is the reference)")
   args = parser.parse_args(argv)
+  if args.detect_canvases:
+    print("\n".join(canvas_rows([tuple(int(v) for v in c.split("x")) for c in args.detect_canvases])))
+    return
 
   programs = []
   for dtype in args.dtypes:

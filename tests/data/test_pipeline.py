@@ -125,3 +125,44 @@ def test_worker_processes_resume_too(shapes_data):
   resumed = data.train_iterator(config)
   resumed.set_state(state)
   np.testing.assert_array_equal(next(resumed)["image"], want["image"])
+
+
+def _grouped_config(folder_data):
+  """The tiny COCO folder (40x50, 60x40 and 30x30 images) on a landscape and a portrait canvas."""
+  data_dir, name, _, _ = folder_data
+  config = shapes_tiny.get_config()
+  config.num_classes = 0
+  config.data.update(dict(name=name, data_dir=data_dir, canvases=((32, 64), (64, 32)), min_size=32,
+                          max_size=64, max_instances=4, gt_mask_size=8, batch_size=2, eval_batch_size=2,
+                          train_split="validation", num_workers=0))
+  return config
+
+
+def test_batches_are_grouped_by_canvas_and_resume_exactly(folder_data):
+  config = _grouped_config(folder_data)
+  it = data.train_iterator(config)
+  batches = [next(it) for _ in range(6)]
+  shapes = {b["image"].shape for b in batches}
+  assert shapes == {(2, 32, 64, 3), (2, 64, 32, 3)}     # one canvas per batch, both used
+  for b in batches:
+    data.batch_spec.check_batch(b, config)
+    assert (b["image_size"] <= b["image"].shape[1:3]).all()
+  state = it.get_state()
+  expected = [next(it) for _ in range(5)]
+  resumed = data.train_iterator(config)
+  resumed.set_state(state)
+  for want, got in zip(expected, [next(resumed) for _ in range(5)]):
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key])
+
+
+def test_grouped_evaluation_reads_every_image_once(folder_data):
+  batches = list(data.eval_iterator(_grouped_config(folder_data)))
+  ids = np.concatenate([b["image_id"] for b in batches])
+  assert sorted(ids[ids >= 0].tolist()) == [101, 102, 103]
+  assert all(len({im.shape for im in b["image"]}) == 1 for b in batches)
+
+
+def test_several_canvases_refuse_several_processes(folder_data):
+  with pytest.raises(data.UserError, match="canvases"):
+    data.train_iterator(_grouped_config(folder_data), shard_index=0, shard_count=2)
