@@ -209,4 +209,3 @@ def test_cli_checks_its_arguments_before_loading_a_model(tmp_path, monkeypatch, 
     given[flag] = value
   assert infer.main([item for pair in given.items() for item in pair]) == 2
   assert capsys.readouterr().err == f"error: {message}\n"
-
