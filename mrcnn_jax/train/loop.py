@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import time
 
@@ -150,12 +151,16 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
   tc = config.train
   if tc.steps < 1:
     raise errors.UserError(f"config.train.steps must be at least 1, got {tc.steps}")
+  if tc.base_lr <= 0:
+    raise errors.UserError(f"config.train.base_lr must be positive, got {tc.base_lr}")
   mesh = mesh_lib.make_mesh()
   batch_size = _check_batch_size(config, mesh)
   data_lib.resolve_classes(config)
   if tc.init_from:
     init_from_lib.take_fields(config, tc.init_from)
   plan = _budget_start(tc, workdir)
+  if "://" not in config.data.data_dir:          # config.json is read from other directories too
+    config.data.data_dir = os.path.abspath(os.path.expanduser(config.data.data_dir))
   main = jax.process_index() == 0
   check_same_model(config, workdir)             # before anything in the workdir changes
   if main:

@@ -167,6 +167,14 @@ def test_bad_config_is_refused_before_building_the_model(stand_in, trainer_confi
     loop.train(config, str(tmp_path))
 
 
+def test_a_learning_rate_that_is_not_positive_is_refused(trainer_config, tmp_path):
+  config = trainer_config.copy_and_resolve_references()
+  config.train.base_lr = -0.02
+  with pytest.raises(UserError, match=r"config.train.base_lr must be positive, got -0.02"):
+    loop.train(config, str(tmp_path))
+  assert not (tmp_path / "config.json").exists()
+
+
 def test_classes_come_from_the_dataset_when_unset(stand_in, trainer_config, tmp_path):
   stand_in(lambda n, batch: batch)
   config = trainer_config.copy_and_resolve_references()
@@ -174,6 +182,16 @@ def test_classes_come_from_the_dataset_when_unset(stand_in, trainer_config, tmp_
   loop.train(config, str(tmp_path))
   saved = json.loads((tmp_path / "config.json").read_text())
   assert (saved["num_classes"], saved["class_names"]) == (4, ["circle", "square", "triangle", "bar"])
+
+
+def test_the_saved_data_dir_is_absolute(stand_in, trainer_config, tmp_path, monkeypatch):
+  stand_in(lambda n, batch: batch)
+  config = trainer_config.copy_and_resolve_references()
+  data_dir = config.data.data_dir
+  monkeypatch.chdir(os.path.dirname(data_dir))
+  config.data.data_dir, config.train.steps = os.path.basename(data_dir), 1
+  loop.train(config, str(tmp_path))
+  assert json.loads((tmp_path / "config.json").read_text())["data"]["data_dir"] == data_dir
 
 
 def test_workdir_has_config_and_metrics(stand_in, trainer_config, tmp_path):
