@@ -8,6 +8,7 @@ the SIGTERM that preempts training (see mrcnn_jax/train/__main__.py).
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -20,6 +21,14 @@ INTERRUPTED = 128 + signal.SIGINT  # 130
 
 class UserError(ValueError):
   """A mistake in the user's input; the message says what is wrong and how to fix it."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse's, with a mistake in the arguments as the one ``error:`` line of every command line
+  (exit code 2), not usage lines before it."""
+
+  def error(self, message):
+    sys.exit(fail(f"{message} (see {self.prog} --help)"))
 
 
 def fail(message: str) -> int:

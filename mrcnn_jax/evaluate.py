@@ -65,8 +65,8 @@ def _run(args) -> int:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = errors.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints)")
   parser.add_argument("--split", default=None, help="default: config.data.eval_split")
   return errors.run_cli(_run, parser.parse_args(argv))

@@ -54,9 +54,9 @@ def save_picture(picture, path: str):
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.infer",
-                                   description=__doc__.split("\n\n", maxsplit=1)[0],
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser = errors.ArgumentParser(prog="python -m mrcnn_jax.infer",
+                                 description=__doc__.split("\n\n", maxsplit=1)[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints/)")
   parser.add_argument("--images", nargs="+", required=True, help="image files (any size, RGB/gray/RGBA)")
   parser.add_argument("--out", required=True, help="folder for the drawn pictures and detections.json")

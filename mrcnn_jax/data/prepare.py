@@ -121,8 +121,8 @@ def export_images(name: str, data_dir: str, split: str, num: int, out: str) -> l
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = errors.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="kind", required=True)
 
   def command(name, description):
