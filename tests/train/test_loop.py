@@ -297,6 +297,30 @@ def test_a_time_budget_shortens_the_schedule_and_a_resumed_run_keeps_it(stand_in
   assert int(state["step"]) == 78
 
 
+def test_a_time_budget_re_measures_and_re_plans_until_the_first_lr_decay(stand_in, trainer_config, tmp_path,
+                                                                          monkeypatch, capsys):
+  clock = FakeClock(step_s=1.0)
+  monkeypatch.setattr(loop.time, "perf_counter", clock)
+
+  def slow_start(n, batch):                                   # 1 s/step while compiling and warming up
+    clock.step_s = 1.0 if n <= 40 else 0.25
+    return clock.batch(n, batch)
+  stand_in(slow_start)
+  config = trainer_config.copy_and_resolve_references()
+  t = config.train
+  t.steps, t.decay_steps, t.lr_schedule, t.log_every, t.checkpoint_every = 400, (320, 360), "step", 50, 0
+  t.time_budget_s, t.eval_every = 200.0, -1
+  state, _ = loop.train(config, str(tmp_path))
+  # Step 40: 1 s/step leaves 0.96 * 160 s for 153 more steps (decay at 154, 174). Step 90: 0.25 s/step
+  # over 40-90, so the 310 steps left need 78 s of the 142 s left: the configured schedule after all.
+  out = capsys.readouterr().out
+  assert "training 193 steps instead" in out
+  assert "0.25 s/step measured, so the configured 400 steps need ~100 s and fit" in out
+  assert int(state["step"]) == 400
+  saved = json.loads((tmp_path / "config.json").read_text())["train"]
+  assert (saved["steps"], saved["decay_steps"]) == (400, [320, 360])
+
+
 def test_a_time_budget_that_fits_trains_the_configured_steps(stand_in, trainer_config, tmp_path,
                                                              monkeypatch, capsys):
   clock = FakeClock(step_s=0.5)
