@@ -118,8 +118,7 @@ def _run(parser, args) -> int:  # pylint: disable=unused-argument
                                 range(1, len(model.config.class_names) + 1), one["masks"]):
       results.append(dict(r, file_name=path, picture=picture))
     print(f"{path}: {n} detections -> {picture}")
-  with outputs.atomic_path(json_path) as tmp, open(tmp, "w") as f:
-    json.dump(results, f)
+  outputs.write_text(json_path, json.dumps(results))
   print(f"wrote {len(images)} pictures and detections.json to {args.out} (score > {args.score_threshold})")
   return 0
 

@@ -16,6 +16,8 @@ import os
 
 from ml_collections import ConfigDict
 
+from mrcnn_jax import outputs
+
 PLAN_FILE = "budget_plan.json"
 MEASURE_FROM, MEASURE_TO = 10, 40  # the rate: steps after the first (compiling) one, past warm-up effects
 MARGIN = 0.96                      # of the remaining time planned for steps; the rest absorbs rate drift
@@ -69,8 +71,7 @@ def describe(plan: Plan, eta: str) -> str:
 
 
 def save(workdir: str, plan: Plan) -> None:
-  with open(os.path.join(workdir, PLAN_FILE), "w") as f:
-    json.dump(dataclasses.asdict(plan), f, indent=1)
+  outputs.write_text(os.path.join(workdir, PLAN_FILE), json.dumps(dataclasses.asdict(plan), indent=1))
 
 
 def load(workdir: str) -> Plan | None:
