@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import importlib
 import statistics
+import sys
 import time
 
 import jax
@@ -381,6 +382,7 @@ def bench_natural(args):
     ms, reference_ms = (statistics.median(t) for t in zip(*times))
     rows.append(Row("predict, own shape", f"{os.path.basename(path)} {image.shape[0]}x{image.shape[1]}", ms,
                     "torchvision model([image])", reference_ms))
+    print(f"{rows[-1].case}: ours {ms:.0f} ms, torchvision {reference_ms:.0f} ms", file=sys.stderr, flush=True)
   torchvision.stdin.close()
   torchvision.wait()
   return rows
