@@ -156,6 +156,32 @@ def test_batches_are_grouped_by_canvas_and_resume_exactly(folder_data):
       np.testing.assert_array_equal(want[key], got[key])
 
 
+def test_grouped_batches_resume_through_the_trainers_checkpoints(folder_data, tmp_path):
+  """The grouped iterator's state saved and restored the way training does it (Orbax, grain's handler,
+  beside a train state): the batches after the restore are those the saved run went on with."""
+  from mrcnn_jax.train.checkpoint import Checkpointer
+  from mrcnn_jax.train.mesh import make_mesh
+
+  config = _grouped_config(folder_data)
+  it = data.train_iterator(config)
+  for _ in range(3):
+    next(it)                                   # a buffer holds one example: the state must keep it
+  saver = Checkpointer(str(tmp_path), keep=1)
+  saver.save(3, {"step": np.int32(3)}, it)
+  saver.wait()
+  expected = [next(it) for _ in range(5)]
+  saver.close()
+
+  resumed = data.train_iterator(config)
+  loader = Checkpointer(str(tmp_path), keep=1)
+  state = loader.restore({"step": np.int32(0)}, resumed, make_mesh())
+  loader.close()
+  assert int(state["step"]) == 3
+  for want, got in zip(expected, [next(resumed) for _ in range(5)]):
+    for key in want:
+      np.testing.assert_array_equal(want[key], got[key], err_msg=key)
+
+
 def test_grouped_evaluation_reads_every_image_once(folder_data):
   batches = list(data.eval_iterator(_grouped_config(folder_data)))
   ids = np.concatenate([b["image_id"] for b in batches])
