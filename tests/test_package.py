@@ -29,3 +29,11 @@ def test_public_functions_do_not_shadow_their_modules():
   for name in ("nms", "batched_nms", "roi_align", "roi_pool", "roi_warp"):
     function = getattr(ops, name)
     assert callable(function) and function.__module__.rsplit(".", 1)[-1] != name, name
+
+
+def test_test_modules_have_unique_names():
+  """pytest imports test files by basename (rootdir conftest, prepend mode): two of one name in
+  different folders fail collection ("import file mismatch")."""
+  tests = os.path.dirname(os.path.abspath(__file__))
+  names = [f for _, _, files in os.walk(tests) for f in files if f.startswith("test_") and f.endswith(".py")]
+  assert sorted({n for n in names if names.count(n) > 1}) == []
