@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import oracles
 import pytest
-from flax import nnx
 
 import mrcnn_jax
 from mrcnn_jax.convert.__main__ import main as convert_cli
@@ -21,18 +20,6 @@ from mrcnn_jax.ops.boxes import box_iou
 OUTPUTS = os.path.join(oracles.DETECTRON2, "outputs_seed0.npz")
 SIZE = 512  # the oracle's images; Detectron2 ran without resizing (meta.json: MIN/MAX_SIZE_TEST 512)
 TOP_PROPOSALS = 200  # the box head is checked on these (all 1000 would cost a fourth RoI-head forward)
-
-
-@nnx.jit
-def _stages(model, image, proposals):
-  """Image 0's FPN levels [H,W,16], proposals [1000,4] and box-head logits [P,K+1] / deltas [P,K,4] on
-  Detectron2's proposals [P,4]."""
-  rpn_features, pool_features = model.features(image)
-  logits, deltas = model.proposal_generator(rpn_features)
-  size = jnp.full((1, 2), SIZE)
-  ours, _ = model.proposal_generator.proposals(logits, deltas, size, (SIZE, SIZE), training=False)
-  cls, box = model.roi_heads.box_logits(pool_features, proposals[None])
-  return [f[0, :, :, :16] for f in rpn_features], ours[0], cls[0], box[0]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +35,7 @@ def parity(tmp_path_factory):
   ref = np.load(OUTPUTS)
   images = list(ref["images"])
   proposals = jnp.asarray(ref["img0_rpn_proposals"][:TOP_PROPOSALS])
-  stages = jax.device_get(_stages(model, jnp.asarray(images[:1]), proposals))
+  stages = jax.device_get(oracles.image0_stages(model, jnp.asarray(images[:1]), proposals))
   detections = mrcnn_jax.predict(model, images, batch_size=len(images))
   return model, ref, detections, stages
 

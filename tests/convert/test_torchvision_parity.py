@@ -1,6 +1,6 @@
-"""Parity with torchvision 0.28's maskrcnn_resnet50_fpn (the outputs of
-``../shared/oracles/torchvision_r50_fpn/tv_oracle.py``, see the README there; skipped when they are not
-made): its checkpoint goes through ``python -m mrcnn_jax.convert torchvision`` and ``mrcnn_jax.load``,
+"""Parity with torchvision 0.28's maskrcnn_resnet50_fpn (v1: the outputs of
+``../shared/oracles/torchvision_r50_fpn/tv_oracle.py``, see the README there) and maskrcnn_resnet50_fpn_v2
+(v2: those of scripts/oracles/tv_v2_oracle.py); each skipped when its outputs are not made. The checkpoint goes through ``python -m mrcnn_jax.convert torchvision`` and ``mrcnn_jax.load``,
 ``mrcnn_jax.predict`` runs on its three 512x512 photographs (nothing resized or padded), and every stage
 is compared with torchvision's: FPN features, anchors, RPN proposals, box-head outputs on its proposals
 and mask probabilities on its detections (image 0), then each image's detections (same class, box IoU >
@@ -17,7 +17,7 @@ import oracles
 import pytest
 from flax import nnx
 from PIL import Image
-from tv_state_dicts import tv_shapes
+from tv_state_dicts import tv_shapes, tv_v2_shapes
 
 import mrcnn_jax
 from mrcnn_jax.convert.__main__ import main as convert_cli
@@ -25,6 +25,7 @@ from mrcnn_jax.model.mask_head import mask_probabilities
 
 SIZE = 512        # the oracle's images; torchvision ran with min_size = max_size = 512: no resize, no padding
 FPN_NAMES = ("0", "1", "2", "3", "pool")  # torchvision's names of P2..P6
+STATE_DICTS = {"v1": tv_shapes, "v2": tv_v2_shapes}  # the synthetic state dicts of test_torchvision.py
 
 
 @nnx.jit
@@ -42,10 +43,10 @@ def _stages(model, image, proposals, boxes, classes):
   return [f[0] for f in rpn_features], ours[0], valid[0], cls[0], box[0], masks
 
 
-@pytest.fixture(scope="module")
-def parity(tmp_path_factory):
-  """(model, meta.json, torchvision's outputs, our detections, image 0's stages)."""
-  outdir = oracles.torchvision_outputs()
+@pytest.fixture(scope="module", params=sorted(STATE_DICTS))
+def parity(request, tmp_path_factory):
+  """(model, meta.json, torchvision's outputs, our detections, image 0's stages) of oracle v1 or v2."""
+  outdir = oracles.torchvision_outputs(request.param)
   with open(os.path.join(outdir, "meta.json")) as f:
     meta = json.load(f)
   workdir = str(tmp_path_factory.mktemp("tv") / "workdir")
@@ -73,7 +74,8 @@ def test_converted_workdir_records_its_source(parity):
 
 def test_synthetic_state_dicts_have_torchvisions_names_and_shapes(parity):
   """test_torchvision.py's state dicts are torchvision's: the oracle's checkpoint has those tensors."""
-  assert parity[1]["checkpoint"]["shapes"] == {name: list(shape) for name, shape in tv_shapes(5).items()}
+  version = "v2" if parity[0].config.model.roi.num_convs else "v1"  # as the converter detected it
+  assert parity[1]["checkpoint"]["shapes"] == {name: list(shape) for name, shape in STATE_DICTS[version](5).items()}
 
 
 def test_fpn_features(parity):
