@@ -76,14 +76,18 @@ def test_box_only_dataset():
   assert metrics["bbox/AP"] == pytest.approx(1.0)
 
 
-def test_to_original_divides_by_scale_and_clips():
-  boxes, masks = postprocess.to_original(np.array([[10., 20., 30., 400.]]), None, 2.0, (100, 12))
+def test_to_original_scales_each_axis_by_original_over_resized_and_clips():
+  boxes, masks = postprocess.to_original(np.array([[10., 20., 30., 400.]]), None, (200, 24), (100, 12))
   np.testing.assert_allclose(boxes, [[5, 10, 12, 100]])
   assert masks is None
+  # Detectron2's detector_postprocess: a 300 x 451 photograph resized to 800 x 1203 maps x by 451 / 1203
+  # and y by 300 / 800, not both by one scale.
+  boxes, _ = postprocess.to_original(np.array([[1203., 800., 1203., 800.]]), None, (800, 1203), (300, 451))
+  np.testing.assert_allclose(boxes, [[451, 300, 451, 300]], rtol=1e-6)
 
 
 def test_to_original_pastes_masks_at_the_original_size():
-  boxes, masks = postprocess.to_original(np.array([[4., 6., 20., 30.]]), np.ones((1, 28, 28)), 2.0, (70, 50))
+  boxes, masks = postprocess.to_original(np.array([[4., 6., 20., 30.]]), np.ones((1, 28, 28)), (140, 100), (70, 50))
   assert masks.shape == (1, 70, 50) and masks.dtype == bool
   expected = np.zeros((70, 50), bool)
   expected[3:15, 2:10] = True  # the box /2: x 2..10, y 3..15

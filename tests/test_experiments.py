@@ -281,3 +281,14 @@ def test_row_stats_mean_and_std():
   assert set(stats) == {"r1", "r2"}
   mean, std, n = stats["r1"]["segm/AP"]
   assert (mean, n) == (12.0, 2) and std == pytest.approx(2 ** 0.5 * 2)
+
+
+def test_a_sweep_without_prepared_data_is_one_line_exit_2_and_writes_nothing(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "experiments.run", "table2", "--workdir", str(tmp_path / "w"),
+                         "--quick", "--data_dir", str(tmp_path / "no-data"), "--results", str(tmp_path / "r")],
+                        capture_output=True, text=True, timeout=300, check=False,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        env={**os.environ, "JAX_PLATFORMS": "cpu", "MRCNN_JAX_COMPILATION_CACHE": "off"})
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.splitlines()[-1].startswith("error: config.data.name='mrcnn_shapes': no prepared dataset in")
+  assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()

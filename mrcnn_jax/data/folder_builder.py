@@ -15,6 +15,7 @@ This is also the path to COCO 2017 *with masks* (TFDS's coco/2017 stores boxes o
 """
 
 import dataclasses
+import hashlib
 import io
 import os
 
@@ -91,8 +92,13 @@ class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=features.instance_features(names),
-        metadata=tfds.core.MetadataDict(category_ids=ids),
+        metadata=tfds.core.MetadataDict(category_ids=ids, annotations_sha256=self.annotations_sha256()),
     )
+
+  def annotations_sha256(self) -> dict[str, str]:
+    """{split: the sha256 of its annotation JSON}: what the dataset was prepared from."""
+    return {split: hashlib.sha256(epath.Path(path).read_bytes()).hexdigest()
+            for split, path in self.builder_config.annotations.items()}
 
   def _split_generators(self, dl_manager):
     del dl_manager
