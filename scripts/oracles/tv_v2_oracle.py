@@ -1,7 +1,7 @@
 """Reference outputs of torchvision's maskrcnn_resnet50_fpn_v2, for the conversion's parity test (not part
 of the package: torch is never a dependency of mrcnn_jax).
 
-    <torch CPU venv>/bin/python scripts/oracles/tv_v2_oracle.py ../tv_oracle/v2 [--shared ../shared/oracles]
+    <torch CPU venv>/bin/python scripts/oracles/tv_v2_oracle.py ../tv_oracle/v2 [--seed N] [--shared ../shared/oracles]
 
 Runs in the private venv of ``../shared/oracles/torchvision_r50_fpn/tv_oracle.py`` (CPU torch and
 torchvision 0.28 installed with --no-deps; read its docstring), whose CUDA-symbol shim and photographs
@@ -35,7 +35,7 @@ import sys
 
 import numpy as np
 
-SEED = 20261207
+SEED = 20261207                 # the default; --seed draws other weights
 SIZE = 512
 NUM_CLASSES = 5                 # torchvision counts the background: labels 1..4
 CHECKPOINT = "tv_maskrcnn_r50_fpn_v2_random.pth"
@@ -53,11 +53,11 @@ def load_tv_oracle(shared: str):
   return module
 
 
-def draw_weights(model, torch) -> None:
+def draw_weights(model, seed: int, torch) -> None:
   """Every parameter from one seeded generator, in state_dict order: convs and linears He-normal, biases
   small, BN scales around 1 (RESIDUAL_BN_SCALE on each bottleneck's bn3)."""
   bn_names = {name for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
-  generator = torch.Generator().manual_seed(SEED)
+  generator = torch.Generator().manual_seed(seed)
   normal = lambda shape: torch.randn(*shape, generator=generator)
   with torch.no_grad():
     for name, tensor in model.state_dict().items():
@@ -156,6 +156,7 @@ def main() -> int:
   parser.add_argument("outdir")
   parser.add_argument("--shared", default=os.path.join(HERE, "../../../shared/oracles"),
                       help="the shared oracles folder (holds torchvision_r50_fpn/tv_oracle.py)")
+  parser.add_argument("--seed", type=int, default=SEED, help="of the random weights")
   args = parser.parse_args()
   tv_oracle = load_tv_oracle(args.shared)
   import torch  # pylint: disable=import-outside-toplevel
@@ -163,10 +164,10 @@ def main() -> int:
   from PIL import Image  # pylint: disable=import-outside-toplevel
   from torchvision.models.detection import maskrcnn_resnet50_fpn_v2  # pylint: disable=import-outside-toplevel
   torch.set_num_threads(2)
-  torch.manual_seed(SEED)
+  torch.manual_seed(args.seed)
   model = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
                                    min_size=SIZE, max_size=SIZE, box_score_thresh=0.05).eval()
-  draw_weights(model, torch)
+  draw_weights(model, args.seed, torch)
   photos = tv_oracle.photographs()
   tensors = [tv_oracle.to_tensor(p) for p in photos]
   calibrate(model, tensors, torch)
@@ -179,7 +180,7 @@ def main() -> int:
   np.savez_compressed(os.path.join(args.outdir, "tv_outputs.npz"), **results)
   with open(checkpoint, "rb") as f:
     sha256 = hashlib.sha256(f.read()).hexdigest()
-  meta = {"model": "maskrcnn_resnet50_fpn_v2", "seed": SEED, "size": SIZE, "num_classes": NUM_CLASSES,
+  meta = {"model": "maskrcnn_resnet50_fpn_v2", "seed": args.seed, "size": SIZE, "num_classes": NUM_CLASSES,
           "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__},
           "checkpoint": {"file": CHECKPOINT, "sha256": sha256,
                          "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}},

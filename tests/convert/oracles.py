@@ -1,9 +1,10 @@
 """Where the parity references live, and what the parity tests share (tests skip without them).
 
 ``$MRCNN_ORACLES``, else ../shared/oracles beside the repository: the oracles' scripts, with the
-Detectron2 oracles' outputs and weight generators (R50-FPN; the model zoo's R50-C4 and X101-FPN). ``$MRCNN_TV_ORACLE``, else ../tv_oracle beside the
-repository: the outputs that the torchvision oracle's script writes (they need torch to make, see
-TORCHVISION_HOW), and in its ``v2`` folder those of scripts/oracles/tv_v2_oracle.py.
+Detectron2 oracles' outputs and weight generators (R50-FPN; the model zoo's R50-C4 and X101-FPN).
+``$MRCNN_TV_ORACLE``, else ../tv_oracle beside the repository: the outputs that the torchvision oracle's
+script writes (they need torch to make, see TORCHVISION_HOW), and in its ``v2`` folder those of
+scripts/oracles/tv_v2_oracle.py.
 """
 
 import importlib.util
@@ -35,6 +36,16 @@ def d2_zoo_weights():
   """The zoo oracle's ``d2_zoo_weights`` module (``generate(arch, seed)``, ``write(arch, seed, path)``,
   ``param_shapes(arch)``; arch "r50_c4" or "x101_fpn"), or a skip."""
   return _script(os.path.join(DETECTRON2_ZOO, "d2_zoo_weights.py"))
+
+
+def write_detectron2(arch: str, seed: int, path: str) -> str:
+  """Writes the seed's weights of Detectron2 oracle ``arch`` ("r50_fpn", or the zoo's "r50_c4" / "x101_fpn")
+  as a model-zoo pickle at ``path`` (or skips) -> the path of that oracle's outputs for the seed."""
+  if arch == "r50_fpn":
+    d2_weights().write(seed, path)
+    return os.path.join(DETECTRON2, f"outputs_seed{seed}.npz")
+  d2_zoo_weights().write(arch, seed, path)
+  return os.path.join(DETECTRON2_ZOO, arch, f"outputs_seed{seed}.npz")
 
 
 def _script(path: str):

@@ -1,7 +1,7 @@
 """Detectron2 -> mrcnn_jax: names, layouts (each checked against the PyTorch op it stands for), the
 config, and clear errors. Names and shapes come from the Detectron2 oracles' ``param_shapes`` (307
 tensors of mask_rcnn_R_50_FPN_3x; 279 of R_50_C4_3x and 562 of X_101_32x8d_FPN_3x); the end-to-end
-parity tests are test_detectron2_parity.py and test_detectron2_zoo_parity.py."""
+parity tests are test_detectron2_parity.py (all three) and test_detectron2_natural_parity.py."""
 
 import jax
 import jax.numpy as jnp
@@ -148,7 +148,9 @@ def test_zoo_models_convert_every_tensor(arch, tensors):
 def test_c4_config_reproduces_detectron2s():
   """mask_rcnn_R_50_C4_3x: RPN and 14x14 RoIAlign on res4 (exact adaptive grid), 6000 proposals into NMS,
   MSRA's input; the mask head has no convs (Res5ROIHeads), so mask.num_convs does not matter."""
-  m = detectron2.detectron2_config(zoo_zero_weights("r50_c4")).model
+  config = detectron2.detectron2_config(zoo_zero_weights("r50_c4"))
+  m = config.model
+  assert (config.data.size_divisibility, m.padding) == (32, "normalized")     # natural-size canvases
   assert (m.head, m.backbone, m.num_groups, m.roi.pooler_resolution) == ("c4", "resnet50", 1, 14)
   assert (m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test, m.roi.sampling_ratio, m.roi.max_sampling_ratio) == (
       6000, 1000, 0, 0)
@@ -158,7 +160,9 @@ def test_c4_config_reproduces_detectron2s():
 def test_x101_config_reproduces_detectron2s():
   """mask_rcnn_X_101_32x8d_FPN_3x: ResNeXt-101 32x8d read from the weights, stride in the 3x3 convs,
   FAIR's pixel std."""
-  m = detectron2.detectron2_config(zoo_zero_weights("x101_fpn")).model
+  config = detectron2.detectron2_config(zoo_zero_weights("x101_fpn"))
+  m = config.model
+  assert (config.data.size_divisibility, m.padding) == (32, "normalized")     # natural-size canvases
   assert (m.head, m.backbone, m.num_groups, m.width_per_group, m.width) == ("fpn", "resnet101", 32, 8, 64)
   assert (m.stride_in_1x1, m.input_format, m.pixel_std) == (False, "BGR", (57.375, 57.120, 58.395))
 
