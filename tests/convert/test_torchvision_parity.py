@@ -92,14 +92,16 @@ def test_anchors_are_torchvisions(parity):
 
 def test_rpn_proposals_are_torchvisions(parity):
   """The same 1000 boxes (to 1e-2 px: IoU would be too strict for the slivers clipped at the image's
-  edge), in the same order but for swapped neighbours whose objectness ties to ~1e-6."""
+  edge), in the same order but for neighbours whose objectness (torchvision sorts by its sigmoid, which
+  ties near 0 and 1) ties to ~1e-6: each twin within 2 places of torchvision's."""
   _, _, ref, _, (_, proposals, valid, _, _, _) = parity
   theirs = ref["rpn_proposals0"]
   assert valid.sum() == len(theirs)
-  nearest = np.abs(theirs[:, None] - proposals[None, valid]).max(-1).min(1)
-  assert (nearest < 1e-2).all(), f"{(nearest >= 1e-2).sum()} of torchvision's proposals have no twin in ours"
-  in_place = np.abs(proposals[valid] - theirs).max(-1) < 1e-2
-  assert in_place.mean() >= 0.99, f"only {in_place.mean():.1%} of the proposals in torchvision's order"
+  distance = np.abs(theirs[:, None] - proposals[None, valid]).max(-1)        # [theirs, ours] px
+  assert (distance.min(1) < 1e-2).all(), f"{(distance.min(1) >= 1e-2).sum()} of torchvision's proposals have no twin"
+  shift = np.abs(distance.argmin(1) - np.arange(len(theirs)))
+  print(f"proposals: {(shift > 0).sum()} of {len(theirs)} out of torchvision's place, by at most {shift.max()}")
+  assert shift.max() <= 2, f"a proposal {shift.max()} places from its place in torchvision's order"
 
 
 def test_box_head_on_torchvisions_proposals(parity):
@@ -126,4 +128,5 @@ def test_detections_match_torchvision(parity, i):
   measured = (f"image {i}: {matched:.0%} of torchvision's {len(ref[f'img{i}_scores'])} detections matched "
               f"({det.num_detections[i]} ours), score |d| <= {score:.1e}, box |d| <= {box:.3f} px, "
               f"mean mask IoU {mask_iou:.4f}")
+  print(measured)
   assert matched >= 0.95 and score < 1e-3 and box < 0.1 and mask_iou >= 0.99, measured

@@ -1,6 +1,6 @@
 """ResNeXt (``model.num_groups`` / ``model.width_per_group``): grouped 3x3 convs in the bottlenecks, the
-widths Detectron2's NUM_GROUPS / WIDTH_PER_GROUP give, the refusal for basic blocks, and one training
-step of a tiny ResNeXt Mask R-CNN (FPN and C4)."""
+widths Detectron2's NUM_GROUPS / WIDTH_PER_GROUP give, the refusal for basic blocks, one training step of
+a tiny ResNeXt Mask R-CNN (FPN and C4), and one of the from-scratch X101-32x8d-FPN preset on a tiny canvas."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,8 @@ import optax
 import pytest
 from flax import nnx
 
-from mrcnn_jax import build_model
+from mrcnn_jax import build_model, configs
+from mrcnn_jax.configs import tiny
 from mrcnn_jax.model.resnet import ConvNorm, ResNet
 
 TINY_RESNEXT = {"backbone": "resnet50", "num_groups": 4, "width_per_group": 4}  # res2: 16 wide, 4 groups
@@ -58,3 +59,20 @@ def test_tiny_resnext_trains_one_step(head, make_config, make_batch, train_step)
   assert all(np.isfinite(float(v)) for v in losses.values()), losses
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   assert not np.array_equal(before, res5[0].conv2.conv.kernel[...])
+
+
+def test_x101_fpn_preset_trains_one_step_on_a_tiny_canvas(make_batch, train_step):
+  """x101_fpn_coco at its own widths (GroupNorm, from scratch), with the tiny preset's canvas (64 px) and
+  RoI counts: one step moves res4's grouped convs."""
+  counts = {k: v for k, v in tiny.OVERRIDES.items()
+            if not k.startswith(("model.width", "model.fpn_channels", "model.roi.fc_dim", "model.mask."))}
+  config = configs.override(configs.get("x101_fpn_coco"), {**counts, "num_classes": 3})
+  model = build_model(config)
+  conv = model.backbone.bottom_up.res4[22].conv2.conv
+  assert conv.kernel.shape == (3, 3, 1024 // 32, 1024)                       # 32 groups of 8 x 4 channels
+  optimizer = nnx.Optimizer(model, optax.sgd(1e-3), wrt=nnx.Param)
+  before = np.asarray(conv.kernel[...])
+  losses, grads = train_step(model, optimizer, make_batch(config, batch_size=1), jax.random.key(0))
+  assert all(np.isfinite(float(v)) for v in losses.values()), losses
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert not np.array_equal(before, conv.kernel[...])
