@@ -7,6 +7,10 @@
     (the exported StableHLO, deserialized, and SavedModel, called from TensorFlow, beside mrcnn_jax.predict)
     python scripts/benchmark.py predict --workdir W --images a.png b.png [--passes 0 20]
     (mrcnn_jax.predict on image files, one per call, e.g. with converted weights, per mask.detections_per_pass)
+    python scripts/benchmark.py natural --workdir W --torch_python VENV/bin/python --torch_weights tv.pth \
+        --images a.png b.png [--rounds 5]
+    (predict with a workdir converted from tv.pth beside torchvision's model([image]) on the same files, at
+    their own sizes, calls alternated with a worker process in a private torch venv)
 
 Each benchmark is a function `bench_*(args) -> list[Row]`; a suite is a list of them (OPS, MODEL, EXPORT,
 PREDICT).
@@ -342,10 +346,51 @@ def bench_predict(args):
   return rows
 
 
+def bench_natural(args):
+  """Per image file: the median wall time of ``mrcnn_jax.predict(model, [image])`` and of torchvision's
+  ``model([image])`` (scripts/oracles/tv_timing_worker.py under ``args.torch_python``), one call of each
+  in turn for ``args.rounds`` rounds after a warm-up call of each, so that both see the same machine."""
+  import os
+  import subprocess
+
+  import mrcnn_jax
+  from mrcnn_jax.images import read_image
+
+  model = mrcnn_jax.load(args.workdir)
+  worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracles", "tv_timing_worker.py")
+  torchvision = subprocess.Popen([args.torch_python, worker, args.torch_weights], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+  if torchvision.stdout.readline().strip() != "ready":
+    raise SystemExit(f"{worker} did not start under {args.torch_python}")
+
+  def theirs(path):
+    torchvision.stdin.write(os.path.abspath(path) + "\n")
+    torchvision.stdin.flush()
+    return float(torchvision.stdout.readline().split()[0]) * 1e3
+
+  def ours(image):
+    start = time.perf_counter()
+    mrcnn_jax.predict(model, [image])
+    return (time.perf_counter() - start) * 1e3
+
+  rows = []
+  for path in args.images:
+    image = read_image(path)
+    ours(image), theirs(path)  # compile; torchvision's first call
+    times = [(ours(image), theirs(path)) for _ in range(args.rounds)]
+    ms, reference_ms = (statistics.median(t) for t in zip(*times))
+    rows.append(Row("predict, own shape", f"{os.path.basename(path)} {image.shape[0]}x{image.shape[1]}", ms,
+                    "torchvision model([image])", reference_ms))
+  torchvision.stdin.close()
+  torchvision.wait()
+  return rows
+
+
 OPS = [bench_nms, bench_roi_align]
 MODEL = [bench_model]
 EXPORT = [bench_export]
 PREDICT = [bench_predict]
+NATURAL = [bench_natural]
 
 
 def markdown(rows):
@@ -380,9 +425,15 @@ def main(argv=None):
   predict_parser.add_argument("--passes", type=int, nargs="+", default=[0, 20],
                               help="values of model.mask.detections_per_pass to time")
   predict_parser.add_argument("--repeats", type=int, default=3)
+  natural_parser = sub.add_parser("natural", help="predict beside torchvision on photographs at their own size")
+  natural_parser.add_argument("--workdir", required=True, help="converted from --torch_weights")
+  natural_parser.add_argument("--torch_python", required=True, help="python of a venv with torch, torchvision")
+  natural_parser.add_argument("--torch_weights", required=True, help="maskrcnn_resnet50_fpn state dict (.pth)")
+  natural_parser.add_argument("--images", nargs="+", required=True)
+  natural_parser.add_argument("--rounds", type=int, default=5)
   args = parser.parse_args(argv)
 
-  suites = {"ops": OPS, "model": MODEL, "export": EXPORT, "predict": PREDICT}
+  suites = {"ops": OPS, "model": MODEL, "export": EXPORT, "predict": PREDICT, "natural": NATURAL}
   rows = [row for bench in suites[args.suite] for row in bench(args)]
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}\n")
   print(markdown(rows))

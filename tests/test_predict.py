@@ -110,6 +110,14 @@ def _save(image, path) -> str:
   return str(path)
 
 
+def test_loading_warns_of_nothing_when_nothing_is_wrong(workdir, caplog):
+  """Orbax's notes on how we read a checkpoint (read only; the step's metadata file) are not shown."""
+  import logging
+  with caplog.at_level(logging.INFO):
+    mrcnn_jax.load(str(workdir))
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
 def test_load_and_cli_write_pictures_and_coco_json(model, workdir, tmp_path):
   import jax
   from flax import nnx

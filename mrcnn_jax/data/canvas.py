@@ -64,6 +64,14 @@ def inference_canvas(height: int, width: int, data) -> tuple[int, int]:
   return fixed_canvas(height, width, canvases(data))
 
 
+def describe(data) -> str:
+  """How ``config.data`` (``data``) puts an image on its inference canvas, in a few words."""
+  resize = f"resized to {data.min_size} / {data.max_size}"
+  if data.size_divisibility:
+    return f"{resize}, padded to a multiple of {data.size_divisibility}"
+  return f"{resize}, on canvas {' or '.join(f'{h}x{w}' for h, w in canvases(data))}"
+
+
 def export_canvases(data) -> tuple[tuple[int, int], ...]:
   """The canvases an exported model chooses from (smallest holding the resized image, in the graph):
   with ``size_divisibility``, a landscape and a portrait one holding every resized image; else the
