@@ -59,6 +59,7 @@ def test_backbone_features(parity):
   for name, ours in zip(FEATURES[arch], features):
     theirs = ref[f"img0_{name}_first16"]                                   # [16,H,W]
     error = np.abs(ours.transpose(2, 0, 1) - theirs).max() / np.abs(theirs).max()
+    print(f"{arch} {name}: {error:.1e} of the range")
     assert error < 1e-3, f"{arch} {name}: max |ours - Detectron2| / max |Detectron2| = {error:.1e}"
 
 
@@ -69,6 +70,7 @@ def test_rpn_proposals_are_detectron2s(parity):
   assert (best > 0.9999).all(), f"{arch}: {(best <= 0.9999).sum()} of Detectron2's proposals have no twin in ours"
   # Same order (descending objectness) but for neighbours whose logits tie.
   in_place = np.abs(proposals[:500] - theirs[:500]).max(-1) < 1e-2
+  print(f"{arch} proposals: {in_place.mean():.1%} of the first 500 in Detectron2's order")
   assert in_place.mean() >= 0.99, f"{arch}: only {in_place.mean():.1%} of the first 500 in Detectron2's order"
 
 
@@ -80,6 +82,7 @@ def test_box_head_on_detectron2s_proposals(parity):
   for name, ours, theirs in (("logits", ours_cls, ref["img0_box_cls_logits"][:TOP_PROPOSALS]),
                              ("deltas", deltas.reshape(TOP_PROPOSALS, -1), ref["img0_box_deltas"][:TOP_PROPOSALS])):
     error = np.abs(ours - theirs).max() / np.abs(theirs).max()
+    print(f"{arch} box-head {name}: {error:.1e} of the range")
     assert error < 1e-3, f"{arch} box-head {name}: max |ours - Detectron2| / max |Detectron2| = {error:.1e}"
 
 

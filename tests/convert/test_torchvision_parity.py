@@ -82,6 +82,7 @@ def test_fpn_features(parity):
   _, _, ref, _, (features, *_) = parity
   for name, ours in zip(FPN_NAMES, features):
     error = relative_error(ours.transpose(2, 0, 1), ref[f"fpn_{name}"][0])
+    print(f"FPN {name}: {error:.1e} of the range")
     assert error < 1e-3, f"FPN {name}: max |ours - torchvision| / max |torchvision| = {error:.1e}"
 
 
@@ -111,12 +112,14 @@ def test_box_head_on_torchvisions_proposals(parity):
   theirs_deltas = ref["box_deltas0"].reshape(len(cls), -1, 4)[:, 1:]
   for name, ours, theirs in (("logits", cls, ref["box_logits0"]), ("deltas", deltas, theirs_deltas)):
     error = relative_error(ours, theirs)
+    print(f"box-head {name}: {error:.1e} of the range")
     assert error < 1e-3, f"box-head {name}: max |ours - torchvision| / max |torchvision| = {error:.1e}"
 
 
 def test_mask_probabilities_on_torchvisions_detections(parity):
   _, _, ref, _, (*_, masks) = parity
   error = np.abs(masks - ref["img0_mask28"]).max()
+  print(f"28x28 mask probabilities: {error:.1e}")
   assert error < 1e-3, f"28x28 mask probabilities: max |ours - torchvision| = {error:.1e}"
 
 
