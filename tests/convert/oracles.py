@@ -85,7 +85,10 @@ def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, 
   """A reference's detections of one image (boxes [n,4], classes [n] 1..K, scores [n], masks [n,H,W]
   bool, in its score order) matched greedily to ours (``Detections.image``) of the same class with box
   IoU > MATCH_IOU -> (fraction matched, max score difference, max box coordinate difference (px), mean
-  mask IoU) over the matched pairs."""
+  mask IoU) over the matched pairs; a reference without detections agrees fully with none of ours, not at
+  all with some."""
+  if not len(boxes):
+    return float(not len(ours["scores"])), 0.0, 0.0, 1.0
   iou = np.asarray(box_iou(jnp.asarray(boxes), jnp.asarray(ours["boxes"])))
   iou = np.where(np.asarray(classes)[:, None] == np.asarray(ours["classes"])[None], iou, 0.0)
   pairs, used = [], set()
