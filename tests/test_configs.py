@@ -26,6 +26,8 @@ def test_preset_builds_and_docstring_starts_with_its_command(name):
   assert count > 0
   if name.startswith("r50_fpn"):
     assert 40e6 < count < 50e6, count  # R50-FPN Mask R-CNN: ~44M parameters
+  if name.startswith("x101_fpn"):
+    assert 100e6 < count < 110e6, count  # X101-32x8d-FPN Mask R-CNN: ~107M (Detectron2's, with BN buffers)
 
 
 def test_unknown_preset_is_a_clear_error():

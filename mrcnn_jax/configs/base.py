@@ -49,8 +49,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       backbone="resnet50",    # resnet18 | resnet34 | resnet50 | resnet101
       width=64,               # stem / res2 width
+      num_groups=1,           # ResNeXt: groups of the bottlenecks' 3x3 convs (Detectron2's NUM_GROUPS; X101: 32)
+      width_per_group=0,      # ResNeXt: res2's channels per group (WIDTH_PER_GROUP; X101-32x8d: 8); 0: a
+                              # ResNet (res2's bottleneck is `width` wide)
       norm="group",           # group (from scratch) | frozen_bn (imported ImageNet weights)
-      head_norm="",           # FPN and FCN mask-head convs: "" (none, Detectron2's default) | group
+      head_norm="",           # FPN, box-head and FCN mask-head convs: "" (none, Detectron2's default) | group |
+                              # frozen_bn (torchvision's v2 weights)
       head="fpn",             # fpn | c4 (RoIs from res4 through res5) | c5 (RoIs from res5, stride 32)
       c4_res5_width=0,        # C4: width of the res5 blocks run on every RoI; 0: the backbone's own
                               # (width x 8); narrower cuts C4's per-RoI cost (not for imported weights)
@@ -77,10 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
       pre_nms_topk_train=2000, post_nms_topk_train=1000,
       pre_nms_topk_test=1000, post_nms_topk_test=1000,
       nms_threshold=0.7, min_size=0.0,
+      num_convs=1,            # the head's 3x3 convs (torchvision's v2: 2)
   ))
   config.model.roi = ml_collections.ConfigDict(dict(
       fg_iou=0.5, batch_per_image=512, positive_fraction=0.25,
-      pooler_resolution=7, aligned=True, fc_dim=1024,
+      pooler_resolution=7, aligned=True,
+      num_convs=0, conv_dim=256, num_fc=2, fc_dim=1024,  # box head: 3x3 convs, then FCs (torchvision's v2: 4, 1)
       sampling_ratio=2,       # RoIAlign samples per bin and axis; 0: Detectron2's adaptive
                               # ceil(roi / S), in static shapes capped at max_sampling_ratio
       max_sampling_ratio=0,   # that cap G (cost ~ G^2); 0: per pooler, exact for every square RoI

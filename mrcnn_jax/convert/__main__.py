@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     config = converter.convert(args.src, args.out, parse_overrides(rest))
     what = (f"an ImageNet {config.model.backbone} (for --config.train.init_from={args.out})"
             if config.pretrained.backbone_only else
-            f"{config.model.backbone}-FPN, {config.num_classes} classes, {canvas_lib.describe(config.data)}")
+            f"{config.model.backbone}-{config.model.head.upper()}, {config.num_classes} classes, "
+            f"{canvas_lib.describe(config.data)}")
     print(f"wrote {args.out}: {what}, from {args.src} (sha256 {config.pretrained.sha256})")
   return errors.run_cli(run)
 

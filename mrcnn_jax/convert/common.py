@@ -34,7 +34,10 @@ NORM_AND_KERNEL_RULES = (
 )
 
 
-STEM = "backbone/bottom_up/stem/conv/kernel"
+# Where a ResNet's stem and stages sit in our tree: an FPN model's ``backbone/bottom_up``, a C4 model's
+# ``backbone`` with res5 in ``roi_heads``.
+STEMS = ("backbone/bottom_up/stem/conv/kernel", "backbone/stem/conv/kernel")
+BLOCK = re.compile(r"(?:backbone/(?:bottom_up/)?|roi_heads/)(res[2-5])/(\d+)/(\w+)/")
 
 
 def apply_rules(name: str, rules) -> str:
@@ -45,19 +48,24 @@ def apply_rules(name: str, rules) -> str:
 
 
 def resnet_fields(by_path: dict[str, np.ndarray]) -> dict:
-  """``model.backbone`` (the RESNETS entry with the block kind and res2..res5 block counts) and
-  ``model.width`` (the stem's output channels) of the ResNet in a state dict keyed by our paths, in
-  PyTorch layouts."""
-  blocks = {match.groups() for match in map(re.compile(r"backbone/bottom_up/(res[2-5])/(\d+)/(\w+)/").match,
-                                            by_path) if match}
+  """``model.backbone`` (the RESNETS entry with the block kind and res2..res5 block counts), ``model.width``
+  (the stem's output channels) and ``model.{num_groups,width_per_group}`` (ResNeXt: read from res2's
+  first 3x3 conv, [bottleneck, bottleneck / groups, 3, 3]) of the ResNet in a state dict keyed by our
+  paths (an FPN's or a C4's, ``BLOCK``), in PyTorch layouts."""
+  blocks = {match.groups() for match in map(BLOCK.match, by_path) if match}
   depths = tuple(len({block for stage, block, _ in blocks if stage == name}) for name in STAGE_NAMES)
   spec = ResNetSpec("bottleneck" if any(layer == "conv3" for *_, layer in blocks) else "basic", depths)
   names = [name for name, known in RESNETS.items() if known == spec]
   if not names:
     raise UserError(f"a ResNet of {spec.block} blocks, {depths} in res2..res5: none of {', '.join(RESNETS)}")
-  if STEM not in by_path:
-    raise UserError(f"the checkpoint has no ResNet stem conv (our {STEM})")
-  return {"model.backbone": names[0], "model.width": by_path[STEM].shape[0]}
+  stem = next((by_path[path] for path in STEMS if path in by_path), None)
+  if stem is None:
+    raise UserError(f"the checkpoint has no ResNet stem conv (our {STEMS[0]})")
+  width = stem.shape[0]
+  bottleneck, per_group = next(array.shape[:2] for path, array in by_path.items()
+                               if BLOCK.match(path) and path.endswith("res2/0/conv2/conv/kernel"))
+  return {"model.backbone": names[0], "model.width": width, "model.num_groups": bottleneck // per_group,
+          "model.width_per_group": 0 if bottleneck == width else per_group}
 
 
 def pytorch_layout(array: np.ndarray, transposed: bool = False) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Detectron2 Mask R-CNN FPN checkpoints (``mask_rcnn_R_50_FPN_{1x,3x}``) and its ImageNet backbones
-(``ImageNetPretrained/MSRA/R-50.pkl``) -> a mrcnn_jax workdir.
+"""Detectron2 Mask R-CNN checkpoints (``mask_rcnn_R_{50,101}_{FPN,C4}_{1x,3x}``) and its ImageNet
+backbones (``ImageNetPretrained/MSRA/R-50.pkl``) -> a mrcnn_jax workdir.
 
     python -m mrcnn_jax.convert detectron2 model_final.pkl --out runs/d2 [--config.data.canvas=512 ...]
     python -m mrcnn_jax.convert detectron2 R-50.pkl --out runs/r50_imagenet   # then train.init_from
@@ -11,6 +11,10 @@ scale and ``_bn_b`` bias; Detectron2's FrozenBatchNorm2d adds mean 0 and varianc
 The workdir of a backbone holds the ResNet alone, at its path in an FPN model (``backbone/bottom_up``),
 and ``config.pretrained.backbone_only`` (see ``mrcnn_jax.train.init_from``).
 
+A C4 model (``roi_heads.res5.*``: RPN on res4, ``Res5ROIHeads`` with res5 inside the RoI heads and the
+0-conv mask head on its 7x7 output) keeps its ResNet at ``backbone.{stem,res2..res4}`` (ours
+``backbone/...``, no ``bottom_up``) and ``roi_heads.res5``.
+
 Names: our tree follows Detectron2's module names, so ``NAME_RULES`` (regex substitutions on the dotted
 name) turn every source name into our path. Layouts (``to_ours``): conv OIHW -> HWIO; linear [out,in] ->
 [in,out]; ConvTranspose2d [in,out,kh,kw] -> ``Deconv2x`` [kh,kw,in,out]; FrozenBN weight, bias,
@@ -21,10 +25,11 @@ background), RPN outputs (anchor-major, deltas a*4+(dx,dy,dw,dh)) and the anchor
 ratios, ratios 0.5, 1, 2: ``ops.anchors``).
 
 ``detectron2_config`` is the inference config that reproduces Detectron2's (meta.json of the oracle in
-``../shared/oracles/detectron2_r50_fpn`` cites each fact): the input and ResNet of ``MSRA``, test sizes
-800 / 1333, RoIAlign's adaptive sampling grid, every (proposal, class) candidate to NMS, the
-grid_sample paste. The rest (anchors, RPN and RoI-head thresholds, level assignment, box coder) is the
-base config's already. The ResNet's depth and width are read from the weights (``resnet_fields``).
+``../shared/oracles/detectron2_r50_fpn`` cites each fact): the input and ResNet of ``MSRA`` (``RESNEXT``
+for a ResNeXt), test sizes 800 / 1333, RoIAlign's adaptive sampling grid, every (proposal, class)
+candidate to NMS, the grid_sample paste. The rest (anchors, RPN and RoI-head thresholds, level assignment, box coder) is the
+base config's already. A C4 model adds ``C4``'s settings. The ResNet's depth, width and groups are read
+from the weights (``resnet_fields``).
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ from mrcnn_jax.errors import UserError
 
 # Applied in order to a Detectron2 name; the result, "." -> "/", is our path.
 NAME_RULES = (
-    (r"^backbone\.bottom_up\.stem\.conv1\.", "backbone.bottom_up.stem."),
-    (r"^(backbone\.bottom_up\.(?:stem|res\d\.\d+\.\w+))\.weight$", r"\1.conv.kernel"),  # ResNet convs
+    (r"^(backbone\.(?:bottom_up\.)?stem)\.conv1\.", r"\1."),
+    # ResNet convs: an FPN's (backbone.bottom_up.*), a C4's (backbone.*, roi_heads.res5.*)
+    (r"^((?:backbone\.(?:bottom_up\.)?|roi_heads\.)(?:stem|res\d\.\d+\.\w+))\.weight$", r"\1.conv.kernel"),
     *common.NORM_AND_KERNEL_RULES,
 )
 # Non-persistent buffers older checkpoints saved; our config recomputes them.
@@ -66,8 +72,16 @@ C2_STEM = "res_conv1_bn_s"                 # a name that only an ImageNet ResNet
 FROZEN_BN_EPS = 1e-5                       # Detectron2's FrozenBatchNorm2d's, and resnet.FrozenBatchNorm's
 # The input and ResNet of Detectron2's MSRA weights (and so of its model zoo): BGR, mean (103.53,
 # 116.28, 123.675), std 1, stride in the bottlenecks' 1x1 convs, frozen BN, stem and res2 frozen.
+# A C4 model's inference (mask_rcnn_R_50_C4_3x.yaml; meta.json of the oracle in
+# ../shared/oracles/detectron2_zoo/r50_c4 cites each fact): RPN and 14x14 RoIAlign on res4, 6000
+# proposals before NMS; the single map's adaptive grid capped exactly for every RoI on the canvas.
+C4 = {"model.head": "c4", "model.roi.pooler_resolution": 14, "model.rpn.pre_nms_topk_test": 6000,
+      "model.roi.max_sampling_ratio": 0}
 MSRA = {"model.norm": "frozen_bn", "model.freeze_at": 2, "model.stride_in_1x1": True, "model.input_format": "BGR",
         "model.pixel_mean": (103.53, 116.28, 123.675), "model.pixel_std": (1.0, 1.0, 1.0)}
+# Its ResNeXts (FAIR's ImageNet weights, mask_rcnn_X_101_32x8d_FPN_3x.yaml; meta.json of the oracle in
+# ../shared/oracles/detectron2_zoo/x101_fpn): the stride in the 3x3 convs, the pixels' std.
+RESNEXT = {"model.stride_in_1x1": False, "model.pixel_std": (57.375, 57.120, 58.395)}
 
 
 def our_path(name: str) -> str:
@@ -108,27 +122,31 @@ def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) ->
 
 
 def resnet_fields(weights: dict[str, np.ndarray]) -> dict:
-  """``model.backbone`` and ``model.width`` of the ResNet in ``weights`` (Detectron2's names)."""
-  return common.resnet_fields({our_path(name): array for name, array in weights.items()})
+  """The ResNet's fields (``common.resnet_fields``) and input (``MSRA``, or ``RESNEXT``'s for a ResNeXt) of
+  ``weights`` (Detectron2's names)."""
+  fields = common.resnet_fields({our_path(name): array for name, array in weights.items()})
+  return {**MSRA, **fields, **(RESNEXT if fields["model.num_groups"] > 1 else {})}
 
 
 def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:
   """The R-CNN config for training from the ImageNet ResNet ``weights`` (Detectron2's names, see
-  ``from_caffe2``): r50_fpn_coco with its depth and width, ``MSRA`` and ``pretrained.backbone_only``."""
+  ``from_caffe2``): r50_fpn_coco with its ResNet and input (``resnet_fields``) and ``pretrained.backbone_only``."""
   config = configs.get("r50_fpn_coco")
-  return configs.override(config, {**resnet_fields(weights), **MSRA, "pretrained.backbone_only": True,
+  return configs.override(config, {**resnet_fields(weights), "pretrained.backbone_only": True,
                                    **(overrides or {})})
 
 
 def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """Our config for a Detectron2 FPN Mask R-CNN's ``weights`` (classes, depth and width read from them),
-  with Detectron2's inference settings, then ``overrides`` ({dotted field: value})."""
+  """Our config for a Detectron2 FPN or C4 Mask R-CNN's ``weights`` (classes, head, depth and width read
+  from them), with Detectron2's inference settings, then ``overrides`` ({dotted field: value})."""
   if "roi_heads.box_predictor.cls_score.weight" not in weights or "roi_heads.mask_head.predictor.weight" not in weights:
     raise UserError("the checkpoint is neither a Detectron2 Mask R-CNN (it has no roi_heads.box_predictor."
                     "cls_score / roi_heads.mask_head.predictor) nor an ImageNet ResNet in Caffe2's names "
                     f"(no {C2_STEM})")
-  if any(name.startswith("roi_heads.res5.") for name in weights):
-    raise UserError("a C4 Mask R-CNN (roi_heads.res5): only Detectron2's FPN models are converted")
+  c4 = any(name.startswith("roi_heads.res5.") for name in weights)
+  if "backbone.res5.0.conv1.weight" in weights and not c4:
+    raise UserError("a DC5 / C5 Mask R-CNN (res5 in the backbone, no FPN): only Detectron2's FPN and C4 models "
+                    "are converted")
   num_classes = weights["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
   config = configs.get("base")
   configs.override(config, {
@@ -139,7 +157,7 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       # Inference at the image's own shape: the resized image padded to a multiple of 32 with zeros
       # after normalising, as the reference feeds its backbone (ImageList / batch_images).
       "data.size_divisibility": 32, "model.padding": "normalized",
-      **resnet_fields(weights), **MSRA, "model.head_norm": "",
+      **resnet_fields(weights), "model.head_norm": "",
       # RoIAlign's adaptive grid (POOLER_SAMPLING_RATIO 0), exact for RoIs up to 4:1 on P2..P5 (and all
       # square ones): ops.poolers.exact_grid_bound(7, canvas, aspect=4) is 8 on canvases 512..1344.
       "model.roi.sampling_ratio": 0, "model.roi.max_sampling_ratio": 8,
@@ -147,6 +165,8 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       # Detectron2 sends every (proposal, class) pair above the score threshold to NMS.
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
   })
+  if c4:
+    configs.override(config, C4)
   configs.override(config, overrides or {})
   canvas_lib.check(config.data)
   return config

@@ -1,6 +1,8 @@
-"""torchvision checkpoints -> a mrcnn_jax workdir: ``maskrcnn_resnet50_fpn`` and ResNet ImageNet classifiers.
+"""torchvision checkpoints -> a mrcnn_jax workdir: ``maskrcnn_resnet50_fpn`` (v1 and v2) and ResNet ImageNet
+classifiers.
 
     python -m mrcnn_jax.convert torchvision maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth --out runs/tv
+    python -m mrcnn_jax.convert torchvision maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth --out runs/tv_v2
     python -m mrcnn_jax.convert torchvision resnet50-0676ba61.pth --out runs/r50_imagenet   # backbone only
 
 The names tell what a file holds: ``backbone.body.*`` with ``roi_heads.*`` is a Mask R-CNN (the zoo file
@@ -11,7 +13,10 @@ training from. The ResNet's depth and width come from its blocks and stem (``com
 
 Names: ``NAME_RULES`` (regex substitutions) take both torchvision >= 0.13's names (``inner_blocks.0.0``,
 ``rpn.head.conv.0.0``, ``mask_head.0.0``) and the older ones (``inner_blocks.0``, ``rpn.head.conv``,
-``mask_head.mask_fcn1``). Layouts (``to_ours``): ``common.pytorch_layout``; fc6 from the (C,7,7)
+``mask_head.mask_fcn1``). A v2 model (``roi_heads.box_head.0.0.weight``: Li et al.'s recipe) has BatchNorm
+after its FPN, box-head and mask-head convs (pairs ``.0.`` conv, ``.1.`` BN: our ``head_norm`` frozen_bn),
+two RPN convs and a box head of 4 convs + 1 FC (``box_head.5``): ``V2_RULES`` go first, ``V2`` sets the
+config. Layouts (``to_ours``): ``common.pytorch_layout``; fc6 from the (C,7,7)
 flatten of NCHW RoI features to our (7,7,C) one; ``bbox_pred``'s rows for the background class and
 ``mask_fcn_logits``'s background channel dropped. Class 0 is the background in both.
 
@@ -69,6 +74,20 @@ NAME_RULES = (
     (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_heads.mask_head.predictor."),
     *common.NORM_AND_KERNEL_RULES,
 )
+# torchvision's v2 (maskrcnn_resnet50_fpn_v2), applied before NAME_RULES: a normalised conv is a (conv,
+# BatchNorm2d) pair ".0." / ".1." (FPN, mask head, box head's box_head.0..3); the RPN head has a list of
+# convs; the box head's Linear is box_head.5 (after the convs and a Flatten).
+V2_RULES = (
+    (r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d|roi_heads\.mask_head\.\d)\.0\.weight$", r"\1.0.conv.weight"),
+    (r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d|roi_heads\.mask_head\.\d)\.1\.", r"\1.0.norm."),
+    (r"^rpn\.head\.conv\.(\d)\.0\.", r"proposal_generator.rpn_head.conv.\1."),
+    (r"^roi_heads\.box_head\.(\d)\.([01])\.", lambda m: f"roi_heads.box_head.conv{int(m[1]) + 1}.{('conv', 'norm')[int(m[2])]}."),
+    (r"^roi_heads\.box_head\.5\.", "roi_heads.box_head.fc1."),
+)
+V2_FC = "roi_heads.box_head.5.weight"
+# v2's heads: BatchNorm (frozen at inference) after the FPN, box-head and mask-head convs; 2 RPN convs;
+# a box head of 4 convs and 1 FC.
+V2 = {"model.head_norm": "frozen_bn", "model.rpn.num_convs": 2, "model.roi.num_convs": 4, "model.roi.num_fc": 1}
 # BatchNorm2d's counter (a model trained without frozen BN) and a classifier's head.
 IGNORED = re.compile(r"(\.num_batches_tracked|^backbone\.body\.fc\.\w+)$")
 FC6 = "roi_heads.box_head.fc6.weight"
@@ -82,13 +101,18 @@ COCO_SLOTS = 91  # torchvision's COCO models: background + category ids 1..90
 INPUT = {"model.input_format": "RGB", "model.pixel_mean": (123.675, 116.28, 103.53),
          "model.pixel_std": (58.395, 57.12, 57.375), "model.stride_in_1x1": False,
          "model.norm": "frozen_bn", "model.freeze_at": 2}
-WHAT = "a torchvision maskrcnn_resnet50_fpn or ResNet classifier"
+WHAT = "a torchvision maskrcnn_resnet50_fpn(_v2) or ResNet classifier"
 
 
-def our_path(name: str) -> str:
+def our_path(name: str, v2: bool = False) -> str:
   """torchvision's name -> our path: ``backbone.body.layer1.0.bn2.running_var`` ->
-  ``backbone/bottom_up/res2/0/conv2/norm/var``."""
-  return common.apply_rules(name, NAME_RULES)
+  ``backbone/bottom_up/res2/0/conv2/norm/var``; ``v2``: a maskrcnn_resnet50_fpn_v2's name."""
+  return common.apply_rules(name, (V2_RULES if v2 else ()) + NAME_RULES)
+
+
+def is_v2(weights: dict[str, np.ndarray]) -> bool:
+  """A maskrcnn_resnet50_fpn_v2 state dict (its box head's first conv)."""
+  return "roi_heads.box_head.0.0.weight" in weights
 
 
 def kept_classes(slots: int) -> tuple[int, ...]:
@@ -104,7 +128,7 @@ def to_ours(name: str, array: np.ndarray, classes: tuple[int, ...] = ()) -> np.n
     array = array.reshape(-1, 4, *array.shape[1:])[list(classes)].reshape(-1, *array.shape[1:])
   elif name.startswith(MASK_LOGITS):           # [K+1, 256, 1, 1]: drop the background's channel
     array = array[list(classes)]
-  if name == FC6:
+  if name in (FC6, V2_FC):
     return common.fc_after_nchw_flatten(array, FPN_CHANNELS)
   return common.pytorch_layout(array, transposed=name.startswith(CONV5_MASK))
 
@@ -113,8 +137,9 @@ def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) ->
   """torchvision state dict (a classifier's with BODY in front of its names) -> {our path: float32
   array} for our variables' ``shapes`` (``common.convert_weights``)."""
   slots = weights[CLS_SCORE + "weight"].shape[0] if CLS_SCORE + "weight" in weights else 0
-  classes = kept_classes(slots)
-  return common.convert_weights(weights, shapes, rename=lambda name: None if IGNORED.search(name) else our_path(name),
+  classes, v2 = kept_classes(slots), is_v2(weights)
+  return common.convert_weights(weights, shapes,
+                                rename=lambda name: None if IGNORED.search(name) else our_path(name, v2),
                                 to_ours=lambda name, array: to_ours(name, array, classes), what=WHAT)
 
 
@@ -127,9 +152,9 @@ def is_classifier(weights: dict[str, np.ndarray]) -> bool:
             if any(name.startswith("backbone.bottom_up.") for name in weights) else "")
     raise UserError(f"neither a torchvision Mask R-CNN (backbone.body.*) nor a ResNet classifier "
                     f"(layer1.0.conv1.weight, fc.weight){hint}")
-  for key in (CLS_SCORE + "weight", MASK_LOGITS + "weight", FC6):
+  for key in (CLS_SCORE + "weight", MASK_LOGITS + "weight", V2_FC if is_v2(weights) else FC6):
     if key not in weights:
-      raise UserError(f"the checkpoint has no {key}: not a torchvision maskrcnn_resnet50_fpn (v1) state dict")
+      raise UserError(f"the checkpoint has no {key}: not a torchvision maskrcnn_resnet50_fpn(_v2) state dict")
   return False
 
 
@@ -161,6 +186,7 @@ def torchvision_config(weights: dict[str, np.ndarray], overrides: dict | None = 
       # torchvision sends every (proposal, class) pair above the score threshold to NMS.
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
       "model.mask.paste_border": "torchvision",
+      **(V2 if is_v2(weights) else {}),
   })
   configs.override(config, overrides or {})
   canvas_lib.check(config.data)

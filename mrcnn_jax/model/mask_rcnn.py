@@ -55,6 +55,7 @@ class MaskRCNN(nnx.Module):
     m, dtype = config.model, DTYPES[m.dtype]
     stride = SINGLE_LEVEL_STRIDE.get(m.head)
     bottom_up = ResNet(m.backbone, width=m.width, norm=m.norm, stride_in_1x1=m.stride_in_1x1,
+                       num_groups=m.num_groups, width_per_group=m.width_per_group,
                        last_stage=4 if m.head == "c4" else 5, dtype=dtype, rngs=rngs)
     if m.head == "fpn":
       self.backbone = FPN(bottom_up, m.fpn_channels, norm=m.head_norm, dtype=dtype, rngs=rngs)

@@ -1,6 +1,6 @@
 """RoI heads: pooled RoI features -> class, box and mask, for training (losses) and inference (detect).
 
-``StandardROIHeads`` (FPN and C5): pooler -> ``box_head`` (2 FC) -> ``box_predictor``; pooler ->
+``StandardROIHeads`` (FPN and C5): pooler -> ``box_head`` (convs and FCs) -> ``box_predictor``; pooler ->
 ``mask_head`` (FCN or MLP). ``Res5ROIHeads`` (C4): pooler -> ``res5`` shared by the box branch (spatial
 mean -> ``box_predictor``) and the mask branch (``mask_head``: the FCN head with zero convs), as in
 Faster R-CNN's C4 and Detectron2's Res5ROIHeads; in training res5 runs once, on the sampled RoIs, and
@@ -22,7 +22,7 @@ from flax import nnx
 from flax.core import FrozenDict
 
 from mrcnn_jax import ops
-from mrcnn_jax.model.box_head import TwoFCHead
+from mrcnn_jax.model.box_head import ConvFCHead
 from mrcnn_jax.model.fast_rcnn import BoxPredictor, box_losses, detect_boxes
 from mrcnn_jax.model.mask_head import FCNMaskHead, MLPMaskHead, mask_channels, mask_loss, mask_probabilities
 from mrcnn_jax.model.pooling import pool_rois
@@ -166,7 +166,8 @@ class StandardROIHeads(ROIHeads):
     m = config.model
     self.stride = stride
     self.box_resolution, self.mask_resolution = m.roi.pooler_resolution, m.mask.pooler_resolution
-    self.box_head = TwoFCHead(in_channels * self.box_resolution ** 2, m.roi.fc_dim, dtype=dtype, rngs=rngs)
+    self.box_head = ConvFCHead(in_channels, self.box_resolution, num_convs=m.roi.num_convs, conv_dim=m.roi.conv_dim,
+                               num_fc=m.roi.num_fc, fc_dim=m.roi.fc_dim, norm=m.head_norm, dtype=dtype, rngs=rngs)
     self._init_predictors(config, self.box_head.out_features, in_channels, self.mask_resolution,
                           m.mask.num_convs, dtype=dtype, rngs=rngs)
 
@@ -187,7 +188,8 @@ class Res5ROIHeads(ROIHeads):
     if m.c4_res5_width < 0:
       raise ValueError(f"config.model.c4_res5_width must be >= 0 (0: the backbone's own), got {m.c4_res5_width}")
     self.res5 = make_stage(m.backbone, 5, width=m.width, norm=m.norm, stride_in_1x1=m.stride_in_1x1,
-                           stage_width=m.c4_res5_width, dtype=dtype, rngs=rngs)
+                           stage_width=m.c4_res5_width, num_groups=m.num_groups,
+                           width_per_group=m.width_per_group, dtype=dtype, rngs=rngs)
     channels = stage_channels(m.backbone, 5, m.width, m.c4_res5_width)
     self._init_predictors(config, channels, channels, self.resolution // 2, 0, dtype=dtype, rngs=rngs)
 

@@ -19,19 +19,25 @@ from mrcnn_jax import ops
 
 
 class RPNHead(nnx.Module):
-  """Shared 3x3 conv + ReLU, then 1x1 objectness (A) and 1x1 anchor deltas (4A) on every level."""
+  """Shared 3x3 conv + ReLU (``num_convs`` of them: ``conv``, or a list ``conv/0``, ``conv/1``, ... as
+  torchvision's v2), then 1x1 objectness (A) and 1x1 anchor deltas (4A) on every level."""
 
-  def __init__(self, channels: int, num_anchors: int, *, dtype=None, rngs: nnx.Rngs):
+  def __init__(self, channels: int, num_anchors: int, *, num_convs: int = 1, dtype=None, rngs: nnx.Rngs):
+    if num_convs < 1:
+      raise ValueError(f"config.model.rpn.num_convs must be >= 1, got {num_convs}")
     init = nnx.initializers.normal(0.01)
-    self.conv = nnx.Conv(channels, channels, (3, 3), kernel_init=init, dtype=dtype, rngs=rngs)
+    convs = [nnx.Conv(channels, channels, (3, 3), kernel_init=init, dtype=dtype, rngs=rngs) for _ in range(num_convs)]
+    self.conv = convs[0] if num_convs == 1 else nnx.List(convs)
     self.objectness_logits = nnx.Conv(channels, num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
     self.anchor_deltas = nnx.Conv(channels, 4 * num_anchors, (1, 1), kernel_init=init, dtype=dtype, rngs=rngs)
 
   def __call__(self, features: list[jax.Array]) -> tuple[list[jax.Array], list[jax.Array]]:
     """features: per level [B,H,W,C] -> per level logits [B,H*W*A] and deltas [B,H*W*A,4] (float32)."""
     logits, deltas = [], []
+    convs = self.conv if isinstance(self.conv, nnx.List) else [self.conv]
     for x in features:
-      x = nnx.relu(self.conv(x))
+      for conv in convs:
+        x = nnx.relu(conv(x))
       batch = x.shape[0]
       logits.append(self.objectness_logits(x).reshape(batch, -1).astype(jnp.float32))
       deltas.append(self.anchor_deltas(x).reshape(batch, -1, 4).astype(jnp.float32))
@@ -69,7 +75,7 @@ class RPN(nnx.Module):
     self.cfg = cfg
     self.anchor_spec = (stride, tuple(anchor_sizes), tuple(anchor_ratios), bool(round_anchors))
     per_cell = len(anchor_ratios) * (1 if stride is None else len(anchor_sizes))
-    self.rpn_head = RPNHead(in_channels, per_cell, dtype=dtype, rngs=rngs)
+    self.rpn_head = RPNHead(in_channels, per_cell, num_convs=cfg.num_convs, dtype=dtype, rngs=rngs)
 
   def anchors(self, canvas: tuple[int, int]) -> tuple[np.ndarray, ...]:
     """Per-level anchors [N_l,4] on a (h, w) canvas."""

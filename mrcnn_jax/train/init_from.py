@@ -2,7 +2,7 @@
 a whole model (Detectron2's) or an ImageNet backbone (``config.pretrained.backbone_only``).
 
 The weights only work on the input and in the ResNet they were trained with, so ``take_fields`` sets
-``IMPORTED_FIELDS`` of ``config.model`` (ResNet depth, width, norm, stride placement; the input's
+``IMPORTED_FIELDS`` of ``config.model`` (ResNet depth, width, ResNeXt groups, norm, stride placement; the input's
 channel order, mean and std) to the import's, overriding the training config, with one warning line
 naming what changed. The rest of the model (heads, FPN width, number of classes) is the training
 config's.
@@ -30,7 +30,8 @@ from mrcnn_jax.checkpoints import load_config
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.train.checkpoint import read_variables
 
-IMPORTED_FIELDS = ("backbone", "width", "norm", "stride_in_1x1", "input_format", "pixel_mean", "pixel_std")
+IMPORTED_FIELDS = ("backbone", "width", "num_groups", "width_per_group", "norm", "stride_in_1x1", "input_format",
+                   "pixel_mean", "pixel_std")
 # Path prefixes (of fpn_path) -> the model part they belong to, for the log lines; first match wins.
 PARTS = (("backbone/bottom_up/", "ResNet"), ("backbone/", "FPN"), ("proposal_generator/", "RPN"),
          ("roi_heads/box_", "box head"), ("roi_heads/mask_head/", "mask head"))

@@ -1,6 +1,7 @@
 """Detectron2 -> mrcnn_jax: names, layouts (each checked against the PyTorch op it stands for), the
-config, and clear errors. Names and shapes come from the Detectron2 oracle's ``d2_weights.param_shapes``
-(307 tensors of mask_rcnn_R_50_FPN_3x); the end-to-end parity test is test_detectron2_parity.py."""
+config, and clear errors. Names and shapes come from the Detectron2 oracles' ``param_shapes`` (307
+tensors of mask_rcnn_R_50_FPN_3x; 279 of R_50_C4_3x and 562 of X_101_32x8d_FPN_3x); the end-to-end
+parity tests are test_detectron2_parity.py (all three) and test_detectron2_natural_parity.py."""
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,11 @@ def zero_weights(num_classes=5):
   return {name: np.zeros(shape, np.float32) for name, shape in oracles.d2_weights().param_shapes(num_classes)}
 
 
+def zoo_zero_weights(arch):
+  """Zeros in the names and shapes of the zoo oracle's ``arch`` ("r50_c4" or "x101_fpn")."""
+  return {name: np.zeros(shape, np.float32) for name, shape in oracles.d2_zoo_weights().param_shapes(arch)}
+
+
 @pytest.fixture(scope="module")
 def shapes():
   """{our path: shape} of the converted config's model (abstract: nothing is initialised)."""
@@ -40,6 +46,11 @@ def shapes():
     ("proposal_generator.rpn_head.anchor_deltas.weight", "proposal_generator/rpn_head/anchor_deltas/kernel"),
     ("roi_heads.box_predictor.cls_score.bias", "roi_heads/box_predictor/cls_score/bias"),
     ("roi_heads.mask_head.deconv.weight", "roi_heads/mask_head/deconv/kernel"),
+    ("backbone.stem.conv1.weight", "backbone/stem/conv/kernel"),                                  # C4
+    ("backbone.stem.conv1.norm.bias", "backbone/stem/norm/bias"),
+    ("backbone.res4.5.conv2.weight", "backbone/res4/5/conv2/conv/kernel"),
+    ("roi_heads.res5.0.shortcut.weight", "roi_heads/res5/0/shortcut/conv/kernel"),
+    ("roi_heads.res5.2.conv3.norm.running_mean", "roi_heads/res5/2/conv3/norm/mean"),
 ])
 def test_names(name, path):
   assert detectron2.our_path(name) == path
@@ -126,10 +137,42 @@ def test_sizes_past_the_canvas_are_refused():
     detectron2.detectron2_config(zero_weights(), {"data.size_divisibility": 48})
 
 
-def test_c4_and_unknown_depths_are_refused():
+@pytest.mark.parametrize("arch,tensors", [("r50_c4", 279), ("x101_fpn", 562)])
+def test_zoo_models_convert_every_tensor(arch, tensors):
+  weights = zoo_zero_weights(arch)
+  model = nnx.eval_shape(lambda: build_model(detectron2.detectron2_config(weights)))
+  shapes = {"/".join(map(str, path)): v.shape for path, v in nnx.to_flat_state(nnx.state(model))}
+  assert len(detectron2.convert_weights(weights, shapes)) == len(shapes) == tensors
+
+
+def test_c4_config_reproduces_detectron2s():
+  """mask_rcnn_R_50_C4_3x: RPN and 14x14 RoIAlign on res4 (exact adaptive grid), 6000 proposals into NMS,
+  MSRA's input; the mask head has no convs (Res5ROIHeads), so mask.num_convs does not matter."""
+  config = detectron2.detectron2_config(zoo_zero_weights("r50_c4"))
+  m = config.model
+  assert (config.data.size_divisibility, m.padding) == (32, "normalized")     # natural-size canvases
+  assert (m.head, m.backbone, m.num_groups, m.roi.pooler_resolution) == ("c4", "resnet50", 1, 14)
+  assert (m.rpn.pre_nms_topk_test, m.rpn.post_nms_topk_test, m.roi.sampling_ratio, m.roi.max_sampling_ratio) == (
+      6000, 1000, 0, 0)
+  assert (m.stride_in_1x1, m.pixel_std, m.anchor_sizes) == (True, (1.0, 1.0, 1.0), (32, 64, 128, 256, 512))
+
+
+def test_x101_config_reproduces_detectron2s():
+  """mask_rcnn_X_101_32x8d_FPN_3x: ResNeXt-101 32x8d read from the weights, stride in the 3x3 convs,
+  FAIR's pixel std."""
+  config = detectron2.detectron2_config(zoo_zero_weights("x101_fpn"))
+  m = config.model
+  assert (config.data.size_divisibility, m.padding) == (32, "normalized")     # natural-size canvases
+  assert (m.head, m.backbone, m.num_groups, m.width_per_group, m.width) == ("fpn", "resnet101", 32, 8, 64)
+  assert (m.stride_in_1x1, m.input_format, m.pixel_std) == (False, "BGR", (57.375, 57.120, 58.395))
+
+
+def test_dc5_and_unknown_depths_are_refused():
+  c4 = zoo_zero_weights("r50_c4")
+  dc5 = {name.replace("roi_heads.res5.", "backbone.res5."): array for name, array in c4.items()}
+  with pytest.raises(UserError, match=r"a DC5 / C5 Mask R-CNN \(res5 in the backbone, no FPN\)"):
+    detectron2.detectron2_config(dc5)
   weights = zero_weights()
-  with pytest.raises(UserError, match="C4"):
-    detectron2.detectron2_config({**weights, "roi_heads.res5.0.conv1.weight": np.zeros(1)})
   weights = {k: v for k, v in weights.items() if not k.startswith("backbone.bottom_up.res4.5.")}
   with pytest.raises(UserError, match=r"bottleneck blocks, \(3, 4, 5, 3\) in res2..res5: none of resnet18"):
     detectron2.detectron2_config(weights)

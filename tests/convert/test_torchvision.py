@@ -1,4 +1,4 @@
-"""torchvision -> mrcnn_jax: names (today's and before torchvision 0.13), layouts, classes read from the
+"""torchvision -> mrcnn_jax: names (today's, before torchvision 0.13, and v2's), layouts, classes read from the
 predictor's shape, the config, ResNet classifiers as backbone-only workdirs, and clear refusals. State
 dicts are synthetic, in torchvision's names and shapes (``tv_state_dicts``); the end-to-end parity test
 is test_torchvision_parity.py."""
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 from torch_zip_writer import tensor, write_torch_zip
-from tv_state_dicts import resnet_shapes, tv_shapes
+from tv_state_dicts import resnet_shapes, tv_shapes, tv_v2_shapes
 
 import mrcnn_jax
 from mrcnn_jax.checkpoints import load_config
@@ -69,6 +69,33 @@ def test_every_tensor_lands_and_every_variable_is_filled(shapes, old_names):
   weights["backbone.body.bn1.num_batches_tracked"] = np.zeros((), np.int64)  # BatchNorm2d's counter: dropped
   converted = torchvision.convert_weights(weights, shapes)
   assert len(converted) == len(shapes) == len(weights) - 1
+
+
+@pytest.mark.parametrize("name,path", [
+    ("backbone.fpn.inner_blocks.0.0.weight", "backbone/fpn_lateral2/conv/kernel"),
+    ("backbone.fpn.layer_blocks.3.1.running_var", "backbone/fpn_output5/norm/var"),
+    ("rpn.head.conv.1.0.weight", "proposal_generator/rpn_head/conv/1/kernel"),
+    ("roi_heads.box_head.0.0.weight", "roi_heads/box_head/conv1/conv/kernel"),
+    ("roi_heads.box_head.3.1.weight", "roi_heads/box_head/conv4/norm/scale"),
+    ("roi_heads.box_head.5.bias", "roi_heads/box_head/fc1/bias"),
+    ("roi_heads.mask_head.2.0.weight", "roi_heads/mask_head/mask_fcn3/conv/kernel"),
+    ("roi_heads.mask_head.2.1.running_mean", "roi_heads/mask_head/mask_fcn3/norm/mean"),
+    ("backbone.body.layer1.0.bn1.weight", "backbone/bottom_up/res2/0/conv1/norm/scale"),
+])
+def test_v2_names(name, path):
+  assert torchvision.our_path(name, v2=True) == path
+
+
+def test_v2_is_detected_and_every_tensor_lands():
+  weights = zero_weights(tv_v2_shapes())
+  config = torchvision.torchvision_config(weights)
+  m = config.model
+  assert (m.head_norm, m.rpn.num_convs, m.roi.num_convs, m.roi.num_fc) == ("frozen_bn", 2, 4, 1)
+  shapes = our_shapes(config)
+  converted = torchvision.convert_weights(weights, shapes)
+  counters = [name for name in weights if name.endswith("num_batches_tracked")]
+  assert len(converted) == len(shapes) == len(weights) - len(counters)
+  assert converted["roi_heads/box_head/fc1/kernel"].shape == (7 * 7 * 256, 1024)
 
 
 def test_box_predictor_drops_the_background_rows_and_keeps_class_order():

@@ -1,6 +1,7 @@
 """Fine-tuning from converted weights (``config.train.init_from``): a tiny Detectron2 Mask R-CNN pickle and
 a tiny ImageNet ResNet in Caffe2's names go through ``mrcnn_jax.convert``, then into a model for another
-number of classes or another head, and into a few training steps on the shapes data."""
+number of classes or another head, and into a few training steps on the shapes data; so do tiny models of
+the other zoo families (Detectron2's C4 and ResNeXt-FPN, torchvision's v2)."""
 
 import logging
 import pickle
@@ -9,6 +10,8 @@ import re
 import jax
 import numpy as np
 import pytest
+from convert.torch_zip_writer import tensor, write_torch_zip
+from convert.tv_state_dicts import tv_v2_shapes
 from flax import nnx
 
 import mrcnn_jax
@@ -21,8 +24,8 @@ from mrcnn_jax.train import init_from, loop
 from mrcnn_jax.train.checkpoint import read_variables
 
 # Our path -> Detectron2's name (the converter's NAME_RULES backwards), checked against it in d2_name.
-TO_D2 = ((r"^backbone/bottom_up/stem/", "backbone/bottom_up/stem/conv1/"),
-         (r"^(backbone/bottom_up/.*)/conv/kernel$", r"\1/weight"), (r"/norm/scale$", "/norm/weight"),
+TO_D2 = ((r"^(backbone/(?:bottom_up/)?)stem/", r"\1stem/conv1/"),
+         (r"^((?:backbone|roi_heads)/.*)/conv/kernel$", r"\1/weight"), (r"/norm/scale$", "/norm/weight"),
          (r"/norm/mean$", "/norm/running_mean"), (r"/norm/var$", "/norm/running_var"), (r"/kernel$", "/weight"))
 # A tiny FPN Mask R-CNN in Detectron2's form: no norm in its heads, FPN 256 wide (the converter's fc1
 # layout assumes it), the tiny preset's heads.
@@ -62,23 +65,29 @@ def random_variables(config, seed=1):
   return out
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory, make_config):
-  """Workdir of a tiny 3-class Detectron2 Mask R-CNN (ResNet-18, width 8) converted by the CLI."""
-  config = make_config(**SOURCE)
+def converted_d2(tmp_path, make_config, **model) -> str:
+  """Workdir of a tiny 3-class Detectron2 Mask R-CNN (the tiny preset with SOURCE and ``model``: ResNet-18,
+  width 8) converted by the CLI."""
+  config = make_config(**SOURCE, **model)
   config.num_classes = 3
   weights = {d2_name(path): d2_layout(d2_name(path), array) for path, array in random_variables(config).items()}
-  src, out = tmp_path_factory.mktemp("d2") / "model_final.pkl", tmp_path_factory.mktemp("converted")
+  src, out = tmp_path / "model_final.pkl", tmp_path / "converted"
   src.write_bytes(pickle.dumps({"model": weights, "__author__": "test"}))
   assert convert_cli(["detectron2", str(src), "--out", str(out),
                       *(f"--config.{key}={value}" for key, value in CONVERT.items())]) == 0
   return str(out)
 
 
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, make_config):
+  """Workdir of a tiny 3-class Detectron2 FPN Mask R-CNN."""
+  return converted_d2(tmp_path_factory.mktemp("d2"), make_config)
+
+
 def finetune_config(make_config, shapes_data, workdir, **model):
   """The tiny preset on the shapes data (4 classes, not the import's 3), RGB, GroupNorm, starting from
   ``workdir``; three steps, stem and res2 frozen."""
-  config = make_config(head_norm="", fpn_channels=256, freeze_at=2, **model)
+  config = make_config(**{"head_norm": "", "fpn_channels": 256, "freeze_at": 2, **model})
   config.num_classes, config.class_names = 0, ()
   config.data.data_dir, config.data.name = shapes_data
   config.data.batch_size = 2
@@ -203,3 +212,42 @@ def test_a_checkpoint_that_is_neither_model_nor_backbone_is_refused(tmp_path, ca
   src.write_bytes(pickle.dumps({"layer1.0.conv1.weight": np.zeros((1, 1, 1, 1), np.float32)}))
   assert convert_cli(["detectron2", str(src), "--out", str(tmp_path / "w")]) == 2
   assert "neither a Detectron2 Mask R-CNN" in capsys.readouterr().err
+
+
+C4 = {"head": "c4", "roi.pooler_resolution": 14}
+RESNEXT = {"backbone": "resnet50", "num_groups": 4, "width_per_group": 4}
+# torchvision's v2 heads at its own widths (FPN, box-head and mask-head convs 256; the box head's FC 32 here).
+TV_V2 = {"head_norm": "frozen_bn", "rpn.num_convs": 2, "roi.num_convs": 4, "roi.num_fc": 1, "mask.conv_dim": 256,
+         "mask.num_convs": 4}
+
+
+def converted_tv_v2(tmp_path) -> str:
+  """Workdir of a tiny torchvision maskrcnn_resnet50_fpn_v2 (ResNet-18 of width 8, FC 32, 2 classes and the
+  background; random weights, BN statistics mean 0, variance 1) converted by the CLI."""
+  rng = np.random.default_rng(3)
+  weights = {name: (rng.uniform(0.5, 1.5, shape) if name.endswith("running_var") else
+                    rng.standard_normal(shape) * (np.sqrt(2 / np.prod(shape[1:])) if len(shape) > 1 else 0.1))
+             for name, shape in tv_v2_shapes(3, "resnet18", 8, fc_dim=32).items()}
+  src, out = tmp_path / "v2.pth", tmp_path / "converted"
+  write_torch_zip(src, {name: tensor(np.asarray(array, np.float32)) for name, array in weights.items()})
+  sizes = [f"--config.data.{field}=64" for field in ("canvas", "min_size", "max_size")]
+  assert convert_cli(["torchvision", str(src), "--out", str(out), "--config.model.roi.fc_dim=32", *sizes]) == 0
+  return str(out)
+
+
+@pytest.mark.parametrize("family", ["detectron2 C4", "detectron2 ResNeXt-FPN", "torchvision v2"])
+def test_fine_tuning_from_each_zoo_family(family, make_config, shapes_data, tmp_path, caplog):
+  """Every variable of the model is in the import and all but the class-specific predictors load; two
+  steps train."""
+  caplog.set_level(logging.INFO, logger="absl")
+  model = {"detectron2 C4": C4, "detectron2 ResNeXt-FPN": RESNEXT, "torchvision v2": TV_V2}[family]
+  workdir = (converted_tv_v2(tmp_path) if family == "torchvision v2" else
+             converted_d2(tmp_path, make_config, **model))
+  config = finetune_config(make_config, shapes_data, workdir, **model)
+  config.train.steps = 2
+  _, metrics = loop.train(config, str(tmp_path / "run"))
+  assert np.isfinite(metrics["loss"])
+  messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"init_from {workdir}")]
+  assert not [m for m in messages if "not in it" in m], messages
+  misshapen = [m for m in messages if "shapes differ" in m]                    # 3 -> 4 classes
+  assert len(misshapen) == 1 and misshapen[0].count(" -> ") == 2 * len(PREDICTORS), messages
