@@ -84,6 +84,10 @@ def _print_summary(data_dir: str, name: str, stats: dict, builder) -> None:
   names = tuple(builder.info.features["objects"]["label"].names)
   print(f"\nconfig.data.name = {name!r}, config.data.data_dir = {data_dir!r}\n"
         f"config.num_classes = {len(names)}, config.class_names = {names}")
+  keypoint_names = tuple(sources.keypoint_info(builder).get("keypoint_names", ()))
+  if keypoint_names:
+    print(f"config.model.keypoint.num_keypoints = {len(keypoint_names)}, "
+          f"config.data.keypoint_names = {keypoint_names}")
   if not stats:
     print(f"already prepared at {builder.data_dir} (delete it to rebuild): {_split_sizes(builder)}")
     return

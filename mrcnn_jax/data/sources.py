@@ -62,6 +62,19 @@ def class_info(builder):
   return names, [int(i) for i in ids]
 
 
+def num_keypoints(builder) -> int:
+  """K of a dataset whose instances carry [K, 3] keypoints (features.py); 0 without keypoints."""
+  objects = builder.info.features["objects"]
+  return int(objects["keypoints"].shape[0]) if "keypoints" in objects else 0
+
+
+def keypoint_info(builder) -> dict:
+  """The dataset's keypoint metadata (``keypoints.dataset_metadata``'s entries); {} without keypoints."""
+  metadata = builder.info.metadata or {}
+  return {k: metadata[k] for k in ("keypoint_names", "keypoint_skeleton", "keypoint_flip_map",
+                                   "keypoint_sigmas") if k in metadata}
+
+
 def data_source(builder, split: str, decode_images: bool = True):
   """Random-access source of raw examples of `split` (image bytes left encoded if not decode_images)."""
   if split not in builder.info.splits:
@@ -84,7 +97,8 @@ def to_record(raw: dict, with_masks: bool) -> dict:
   """A raw TFDS example (our builders' or coco/2017's) -> preprocess.py record, plus height/width.
 
   With images left encoded (data_source(..., decode_images=False)) the record's image is None and
-  only the header is read for the size.
+  only the header is read for the size. ``keypoints`` is [N, K, 3] (features.py), or None for a
+  dataset without keypoints.
   """
   if isinstance(raw["image"], bytes):
     with Image.open(io.BytesIO(raw["image"])) as header:
@@ -106,4 +120,5 @@ def to_record(raw: dict, with_masks: bool) -> dict:
       "crowd": np.asarray(objects["is_crowd"], bool).reshape(-1),
       "area": np.asarray(objects["area"], np.float32).reshape(-1),
       "masks": list(objects["mask"]) if with_masks else None,
+      "keypoints": np.asarray(objects["keypoints"], np.float32) if "keypoints" in objects else None,
   }
