@@ -41,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
       eval_batch_size=8,
       num_workers=0,
       flip=True,
+      # Keypoint datasets: () takes them from the prepared dataset (``pipeline.resolve_keypoints``).
+      keypoint_names=(),
+      keypoint_flip_map=(),   # (i, j) pairs a horizontal flip swaps (left_X <-> right_X)
+      keypoint_sigmas=(),     # OKS sigmas of the keypoint evaluation
   ))
 
   config.model = ml_collections.ConfigDict(dict(
@@ -96,6 +100,11 @@ def get_config() -> ml_collections.ConfigDict:
                               # grid_sample) | torchvision (its paste_masks_in_image: see ops.paste_masks)
       detections_per_pass=20,  # detect: mask head on this many detection slots at a time, skipping the
                                # passes after the last valid detection; 0: all slots in one pass
+  ))
+
+  config.model.keypoint = ml_collections.ConfigDict(dict(
+      num_keypoints=0, pooler_resolution=14, conv_dim=512, num_convs=8, heatmap_size=56,
+      rois_per_image=0, loss_weight=1.0,
   ))
 
   config.train = ml_collections.ConfigDict(dict(

@@ -3,6 +3,7 @@
 config.data.name selects the directory under config.data.data_dir:
   "mrcnn_shapes"            -> mrcnn_shapes/default/<version>
   "mrcnn_shapes/<config>"   -> mrcnn_shapes/<config>/<version>   (non-default `prepare shapes` flags)
+  "mrcnn_figures"[/<config>] the same for `prepare keypoints`
   "coco/2017"               -> coco/2017/<version>               (TFDS's builder: boxes, no masks)
   "<name>" or "coco_folder/<name>" -> coco_folder/<name>/<version> (`prepare folder --name <name>`)
 The newest version directory is used. `to_record` maps any of them to preprocess.py's record.
@@ -25,8 +26,8 @@ COCO_CATEGORY_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(
 def dataset_dir(name: str, data_dir: str) -> str:
   """The prepared version directory of dataset `name` (UserError saying how to prepare it)."""
   data_dir = os.path.expanduser(data_dir)
-  if name == "mrcnn_shapes":
-    rel = "mrcnn_shapes/default"
+  if name in ("mrcnn_shapes", "mrcnn_figures"):
+    rel = f"{name}/default"
   elif "/" in name:
     rel = name
   else:
@@ -37,7 +38,7 @@ def dataset_dir(name: str, data_dir: str) -> str:
     versions = [v for v in os.listdir(root) if os.path.exists(os.path.join(root, v, "dataset_info.json"))]
   if not versions:
     raise UserError(f"config.data.name={name!r}: no prepared dataset in {root}; prepare it with "
-                     "`python -m mrcnn_jax.data.prepare {shapes|folder|coco} --data_dir "
+                     "`python -m mrcnn_jax.data.prepare {shapes|keypoints|folder|coco} --data_dir "
                      f"{data_dir} ...` (see mrcnn_jax/data/prepare.py)")
   newest = max(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
   return os.path.join(root, newest)

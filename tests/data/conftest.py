@@ -32,3 +32,11 @@ def keypoint_folder_data(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds_kp"))
   name, _, _ = prepare.prepare_folder("persons", data_dir, [f"validation={ann}"], [f"validation={images}"])
   return data_dir, name, flat
+
+
+@pytest.fixture(scope="session")
+def figures_data(tmp_path_factory):
+  """(data_dir, data.name, per-split stats) of mrcnn_figures with 6 train / 4 val images of 64 px."""
+  data_dir = str(tmp_path_factory.mktemp("tfds_figures"))
+  name, stats, _ = prepare.prepare_keypoints(data_dir, seed=3, num_train=6, num_val=4, image_size=64)
+  return data_dir, name, stats
