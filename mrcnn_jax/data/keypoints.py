@@ -53,11 +53,12 @@ def hflip(keypoints: np.ndarray, width: float, pairs) -> np.ndarray:
   return out
 
 
-def resize(keypoints: np.ndarray, scale: float, height: int, width: int) -> np.ndarray:
-  """[..., K, 3] keypoints scaled by ``scale`` into an image height x width; those that land outside
+def resize(keypoints: np.ndarray, original_size, height: int, width: int) -> np.ndarray:
+  """[..., K, 3] keypoints of an image of ``original_size`` (H, W) scaled per axis into the resized
+  image, height x width (a keypoint on the right edge stays on it); those that land outside
   [0, width] x [0, height] become unlabelled (0, 0, 0), as in Detectron2's transforms."""
   out = np.array(keypoints, np.float32)
-  out[..., :2] *= scale
+  out[..., :2] *= np.asarray([width / original_size[1], height / original_size[0]], np.float32)
   inside = ((out[..., 0] >= 0) & (out[..., 0] <= width) & (out[..., 1] >= 0) & (out[..., 1] <= height))
   out[~(inside & (out[..., 2] > 0))] = 0.0
   return out

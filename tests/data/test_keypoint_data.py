@@ -6,7 +6,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mrcnn_jax.data import coco_json, keypoints, sources
+from mrcnn_jax.configs import keypoints_tiny
+from mrcnn_jax.data import coco_json, figures, keypoints, preprocess, sources
+from mrcnn_jax.data import pipeline as data
 
 
 def test_flip_map_pairs_left_and_right_names():
@@ -70,5 +72,81 @@ def test_hflip_mirrors_x_and_swaps_pairs():
 
 def test_resize_scales_and_unlabels_keypoints_outside():
   kps = np.asarray([[10.0, 20.0, 2], [50.0, 40.0, 2], [50.5, 1.0, 1], [-0.1, 3.0, 2]], np.float32)
-  np.testing.assert_array_equal(keypoints.resize(kps, 0.5, height=20, width=25),
+  np.testing.assert_array_equal(keypoints.resize(kps, (40, 50), height=20, width=25),
                                 [[5, 10, 2], [25, 20, 2], [0, 0, 0], [0, 0, 0]])
+
+
+def _record(kps, crowd):
+  """A 40 x 50 record whose instances are the boxes of their keypoints (a pair left_a, right_a)."""
+  boxes = np.asarray([[2, 2, 50, 30], [0, 0, 10, 10], [5, 5, 20, 20]], np.float32)[:len(kps)]
+  return {"image": np.zeros((40, 50, 3), np.uint8), "image_id": 1, "boxes": boxes,
+          "classes": np.ones(len(kps), np.int32), "crowd": np.asarray(crowd), "area": np.ones(len(kps), np.float32),
+          "masks": None, "keypoints": np.asarray(kps, np.float32)}
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_preprocess_scales_and_flips_keypoints(flip):
+  """Scale 2 (40 x 50 -> 80 x 100): right_a on the image's right edge (x = 50) goes to x = 100, and
+  flipped to x = 0 as the mirrored figure's left_a; left_a (5.5, 3, occluded) goes to (11, 6) and
+  flipped to x = 100 - 11 = 89 as its right_a. The crowd instance sorts last."""
+  record = _record([[[0, 0, 0], [0, 0, 0]], [[5.5, 3, 1], [50, 10, 2]]], crowd=[True, False])
+  example = preprocess.preprocess(record, canvases=((128, 128),), min_size=80, max_size=100,
+                                  max_instances=3, mask_size=4, flip=flip, num_keypoints=2,
+                                  flip_map=((0, 1),))
+  assert example["gt_keypoints"].shape == (3, 2, 3) and example["gt_keypoints"].dtype == np.float32
+  want = [[0, 20, 2], [89, 6, 1]] if flip else [[11, 6, 1], [100, 20, 2]]
+  np.testing.assert_array_equal(example["gt_keypoints"][0], want)
+  assert not example["gt_keypoints"][1:].any()          # the crowd region (no keypoints), padding
+
+
+def test_batches_without_keypoints_have_no_field():
+  example = preprocess.preprocess(_record([[[1, 1, 2], [2, 2, 2]]], [False]), canvases=((64, 64),),
+                                  min_size=40, max_size=50, max_instances=2, mask_size=4)
+  assert "gt_keypoints" not in example
+
+
+def _figures_config(figures_data, **keypoint):
+  data_dir, name, _ = figures_data
+  config = keypoints_tiny.get_config()
+  config.data.update(dict(name=name, data_dir=data_dir, canvas=64, min_size=64, max_size=64,
+                          max_instances=6, gt_mask_size=16, batch_size=2, eval_batch_size=3))
+  config.model.keypoint.update(keypoint)
+  return config
+
+
+def test_pipeline_batches_carry_the_datasets_keypoints(figures_data):
+  config = _figures_config(figures_data)
+  batch = next(data.train_iterator(config))
+  assert batch["gt_keypoints"].shape == (2, 6, 11, 3)
+  assert not batch["gt_keypoints"][~batch["gt_valid"]].any()
+  source = sources.data_source(sources.open_builder(config.data), "validation")
+  records = {r["image_id"]: r for r in (sources.to_record(source[i], False) for i in range(len(source)))}
+  batches = list(data.eval_iterator(config))
+  for batch in batches:
+    for b, image_id in enumerate(batch["image_id"]):
+      if image_id > 0:
+        want = records[image_id]["keypoints"]
+        np.testing.assert_array_equal(batch["gt_keypoints"][b, :len(want)], want)  # 64 px: scale 1
+      else:
+        assert batch["gt_keypoints"][b].shape == (6, 11, 3) and not batch["gt_keypoints"][b].any()
+
+
+def test_resolve_fills_the_keypoint_fields_and_refuses_another_count(figures_data):
+  config = _figures_config(figures_data)
+  data.resolve_classes(config)
+  assert config.data.keypoint_names == figures.KEYPOINT_NAMES
+  assert config.data.keypoint_flip_map == ((2, 3), (4, 5), (7, 8), (9, 10))
+  assert config.data.keypoint_sigmas == figures.SIGMAS
+  with pytest.raises(ValueError, match="num_keypoints=17 but dataset .* has 11 keypoints"):
+    data.resolve_classes(_figures_config(figures_data, num_keypoints=17))
+  config = _figures_config(figures_data)
+  config.data.keypoint_sigmas = (0.1,)
+  with pytest.raises(ValueError, match="keypoint_sigmas has 1 entries but there are 11"):
+    data.resolve_keypoints(config)
+
+
+def test_a_keypoint_model_on_a_dataset_without_keypoints_is_refused(shapes_data):
+  config = keypoints_tiny.get_config()
+  config.data.update(dict(name=shapes_data[1], data_dir=shapes_data[0]))
+  with pytest.raises(ValueError, match="num_keypoints=11 but dataset .* has 0 keypoints.*set it to 0"):
+    data.train_iterator(config)
