@@ -41,10 +41,11 @@ def get_config() -> ml_collections.ConfigDict:
       eval_batch_size=8,
       num_workers=0,
       flip=True,
-      # Keypoint datasets: () takes them from the prepared dataset (``pipeline.resolve_keypoints``).
+      # Keypoints (config.model.keypoint.num_keypoints > 0), filled from the dataset: their names, the
+      # index pairs a horizontal flip swaps (left/right), and COCO's OKS sigmas for evaluation.
       keypoint_names=(),
-      keypoint_flip_map=(),   # (i, j) pairs a horizontal flip swaps (left_X <-> right_X)
-      keypoint_sigmas=(),     # OKS sigmas of the keypoint evaluation
+      keypoint_flip_map=(),
+      keypoint_sigmas=(),
   ))
 
   config.model = ml_collections.ConfigDict(dict(
@@ -72,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
       mask_loss="sigmoid",    # sigmoid (decoupled) | softmax (multinomial across classes)
       mask_mode="class_specific",  # class_specific | agnostic
       mask_head="fcn",        # fcn | mlp
+      mask_on=True,           # the mask branch (False: boxes, and keypoints if any, only)
   ))
   config.model.rpn = ml_collections.ConfigDict(dict(
       fg_iou=0.7, bg_iou=0.3, batch_per_image=256, positive_fraction=0.5,
@@ -102,9 +104,14 @@ def get_config() -> ml_collections.ConfigDict:
                                # passes after the last valid detection; 0: all slots in one pass
   ))
 
+  # The keypoint branch (Keypoint R-CNN, the paper's section 5; model/keypoint_head.py): RoIs pooled at
+  # pooler_resolution -> num_convs x (3x3 conv, conv_dim, ReLU) -> 4x4 stride-2 deconv -> 2x bilinear:
+  # heatmap_size (= 4 x pooler_resolution) logits per keypoint, a softmax over positions.
   config.model.keypoint = ml_collections.ConfigDict(dict(
-      num_keypoints=0, pooler_resolution=14, conv_dim=512, num_convs=8, heatmap_size=56,
-      rois_per_image=0, loss_weight=1.0,
+      num_keypoints=0,        # K; 0: no keypoint branch
+      pooler_resolution=14, conv_dim=512, num_convs=8, heatmap_size=56,
+      rois_per_image=0,       # foreground RoIs per image the keypoint loss trains on; 0: all (Detectron2)
+      loss_weight=1.0,
   ))
 
   config.train = ml_collections.ConfigDict(dict(

@@ -15,13 +15,13 @@ G = ``config.data.max_instances`` instances; GT masks are stored cropped to thei
   gt_masks       [B,G,Mg,Mg] uint8  {0,1}, the instance mask inside its box (``preprocess.crop_mask``)
   gt_valid       [B,G]     bool     the slot holds a real instance (crowd regions included)
   gt_crowd       [B,G]     bool     crowd region: ignored in matching, never a training target
-  gt_keypoints   [B,G,K,3] float32  only with K = config.model.keypoint.num_keypoints > 0: x, y in canvas
-                                    pixels (continuous coordinates), v in {0 unlabelled, 1 labelled
-                                    not visible, 2 visible} (``data/keypoints.py``); zeros in padded slots
+  gt_keypoints   [B,G,K,3] float32  only with K = ``config.model.keypoint.num_keypoints`` > 0: x, y in
+                                    canvas pixels (continuous: a pixel's centre is at +0.5) and v (0: not
+                                    labelled, 1: labelled but invisible, 2: visible); zeros when padded
 
-``MaskRCNN.losses`` reads every field but ``scale``, ``original_size`` and ``image_id``;
-``MaskRCNN.detect`` reads ``image`` and ``image_size``. ``scale`` and ``original_size`` map detections
-back to original pixels (``mrcnn_jax.postprocess``).
+``MaskRCNN.losses`` reads every field (``gt_masks`` only with ``config.model.mask_on``) but ``scale``,
+``original_size`` and ``image_id``; ``MaskRCNN.detect`` reads ``image`` and ``image_size``. ``scale`` and
+``original_size`` map detections back to original pixels (``mrcnn_jax.postprocess``).
 """
 
 import numpy as np
