@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mrcnn_jax import coco, evaluate, postprocess
-from mrcnn_jax.configs import shapes_tiny
+from mrcnn_jax.configs import keypoints_tiny, shapes_tiny
 from mrcnn_jax.data import features, figures, prepare, shapes
 
 
@@ -173,3 +173,28 @@ def test_keypoints_are_coco_pixel_indices_in_the_coco_dicts():
   result = coco.detections_to_coco(1, record["boxes"], [0.9], [1], [True], [1],
                                    keypoints=np.asarray([[[10.5, 8.5, 0.7], [3.0, 4.0, 0.2]]]))[0]
   assert result["keypoints"] == pytest.approx([10, 8, 0.7, 2.5, 3.5, 0.2])
+
+
+class _FakeKeypointModel(_FakeModel):
+  """_FakeModel's detection with all 11 keypoints at the image's centre, score 1."""
+
+  def detect(self, image, image_size):
+    out = super().detect(image, image_size)
+    centre = jnp.concatenate([image_size[:, ::-1] / 2, jnp.ones((len(image), 1))], -1)
+    out["keypoints"] = jnp.broadcast_to(centre[:, None, None], (len(image), 1, 11, 3))
+    return out
+
+
+def test_evaluate_reports_keypoint_ap_for_a_keypoint_model(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  name, _, _ = prepare.prepare_keypoints(data_dir, seed=1, num_train=2, num_val=3, image_size=48)
+  config = keypoints_tiny.get_config()
+  config.data.update(dict(name=name, data_dir=data_dir, canvas=64, min_size=64, max_size=64,
+                          eval_batch_size=2))
+  metrics = evaluate.evaluate(_FakeKeypointModel(), config, str(tmp_path / "work"))
+  assert set(metrics) == ({f"{t}/{m}" for t in ("bbox", "segm") for m in coco.METRICS}
+                          | {f"keypoints/{m}" for m in coco.KEYPOINT_METRICS})
+  with open(tmp_path / "work" / "results_validation.json") as f:
+    results = json.load(f)
+  for r in results:                                       # the 48 px originals' centre, as pixel indices
+    assert r["keypoints"] == pytest.approx([23.5, 23.5, 1.0] * 11)
