@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
       keypoint_names=(),
       keypoint_flip_map=(),
       keypoint_sigmas=(),
+      keypoint_skeleton=(),   # (i, j) pairs drawn as lines by infer
   ))
 
   config.model = ml_collections.ConfigDict(dict(

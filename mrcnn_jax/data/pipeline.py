@@ -182,13 +182,14 @@ def resolve_classes(config):
 
 def resolve_keypoints(config):
   """``config.model.keypoint.num_keypoints`` checked against the prepared dataset (K > 0 must be the
-  dataset's), and empty ``config.data.keypoint_{names,flip_map,sigmas}`` set to the dataset's, in
-  place. UserError on a contradiction."""
+  dataset's), and empty ``config.data.keypoint_{names,flip_map,sigmas,skeleton}`` set to the dataset's,
+  in place. UserError on a contradiction."""
   builder = sources.open_builder(config.data)
   k, flip_map = _keypoints(config, builder)
   info = sources.keypoint_info(builder)
   d = config.data
   d.keypoint_flip_map = flip_map
+  d.keypoint_skeleton = tuple(tuple(p) for p in d.keypoint_skeleton or info.get("keypoint_skeleton", ()))
   for field in ("keypoint_names", "keypoint_sigmas"):
     d[field] = tuple(d[field]) or tuple(info.get(field, ()))
     if k and len(d[field]) != k:

@@ -137,6 +137,7 @@ def test_resolve_fills_the_keypoint_fields_and_refuses_another_count(figures_dat
   assert config.data.keypoint_names == figures.KEYPOINT_NAMES
   assert config.data.keypoint_flip_map == ((2, 3), (4, 5), (7, 8), (9, 10))
   assert config.data.keypoint_sigmas == figures.SIGMAS
+  assert config.data.keypoint_skeleton == figures.SKELETON
   with pytest.raises(ValueError, match="num_keypoints=17 but dataset .* has 11 keypoints"):
     data.resolve_classes(_figures_config(figures_data, num_keypoints=17))
   config = _figures_config(figures_data)
