@@ -15,7 +15,9 @@ import dataclasses
 import ml_collections
 
 
-METRICS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP50", "bbox/AP75")
+METRICS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP50", "bbox/AP75",
+           "keypoints/AP", "keypoints/AP50", "keypoints/AP75")
+MASK_COLUMNS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP")  # a sub-table's columns: the first is its score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SubTable:
   claims: tuple[Claim, ...] = ()
   source: str = ""
   note: str = ""
+  metrics: tuple[str, ...] = MASK_COLUMNS  # columns shown (METRICS); the first is plotted
 
 
 @dataclasses.dataclass(frozen=True)
