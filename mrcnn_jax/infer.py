@@ -112,10 +112,13 @@ def _run(parser, args) -> int:  # pylint: disable=unused-argument
   results = []
   for b, (path, picture) in enumerate(zip(args.images, pictures)):
     one = detections.image(b)
-    save_picture(draw_detections(images[b], one), os.path.join(args.out, picture))
+    save_picture(draw_detections(images[b], one, skeleton=model.config.data.keypoint_skeleton),
+                 os.path.join(args.out, picture))
     n = len(one["scores"])
-    for r in detections_to_coco(b, one["boxes"], one["scores"], one["classes"], np.ones(n, bool),
-                                range(1, len(model.config.class_names) + 1), one["masks"]):
+    for d, r in enumerate(detections_to_coco(b, one["boxes"], one["scores"], one["classes"], np.ones(n, bool),
+                                             range(1, len(model.config.class_names) + 1), one["masks"])):
+      if one["keypoints"] is not None:  # [[x, y, score], ...] in the picture's pixels, as Detections'
+        r["keypoints"] = one["keypoints"][d].tolist()
       results.append(dict(r, file_name=path, picture=picture))
     print(f"{path}: {n} detections -> {picture}")
   with outputs.atomic_path(json_path) as tmp, open(tmp, "w") as f:

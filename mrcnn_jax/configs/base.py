@@ -42,10 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
       num_workers=0,
       flip=True,
       # Keypoints (config.model.keypoint.num_keypoints > 0), filled from the dataset: their names, the
-      # index pairs a horizontal flip swaps (left/right), and COCO's OKS sigmas for evaluation.
+      # index pairs a horizontal flip swaps (left/right), COCO's OKS sigmas for evaluation, and the
+      # skeleton's (i, j) limbs that pictures draw.
       keypoint_names=(),
       keypoint_flip_map=(),
       keypoint_sigmas=(),
+      keypoint_skeleton=(),
   ))
 
   config.model = ml_collections.ConfigDict(dict(

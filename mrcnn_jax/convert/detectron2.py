@@ -28,7 +28,7 @@ grid_sample paste. The rest (anchors, RPN and RoI-head thresholds, level assignm
 base config's already. The ResNet's depth and width are read from the weights (``resnet_fields``), and so
 are the branches: a mask head (``roi_heads.mask_head``) and a keypoint head (``roi_heads.keypoint_head``:
 its number of keypoints, convs and their width; 17 keypoints on one class are COCO's persons, with
-their names, flip map and OKS sigmas; ``../shared/oracles/detectron2_kp_r50_fpn`` for the facts).
+their names, flip map, OKS sigmas and skeleton; ``../shared/oracles/detectron2_kp_r50_fpn`` for the facts).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from mrcnn_jax import configs
 from mrcnn_jax.convert import common
 from mrcnn_jax.data import canvas as canvas_lib
 from mrcnn_jax.data.coco_classes import (COCO_CLASSES, COCO_KEYPOINT_FLIP_MAP, COCO_KEYPOINT_NAMES,
-                                         COCO_KEYPOINT_SIGMAS)
+                                         COCO_KEYPOINT_SIGMAS, COCO_KEYPOINT_SKELETON)
 from mrcnn_jax.errors import UserError
 
 # Applied in order to a Detectron2 name; the result, "." -> "/", is our path.
@@ -173,7 +173,8 @@ def keypoint_fields(weights: dict[str, np.ndarray], num_classes: int) -> dict:
             "model.keypoint.conv_dim": weights[KEYPOINTS].shape[0]}
   if k == len(COCO_KEYPOINT_NAMES) and num_classes == 1:
     fields.update({"class_names": ("person",), "data.keypoint_names": COCO_KEYPOINT_NAMES,
-                   "data.keypoint_flip_map": COCO_KEYPOINT_FLIP_MAP, "data.keypoint_sigmas": COCO_KEYPOINT_SIGMAS})
+                   "data.keypoint_flip_map": COCO_KEYPOINT_FLIP_MAP, "data.keypoint_sigmas": COCO_KEYPOINT_SIGMAS,
+                   "data.keypoint_skeleton": COCO_KEYPOINT_SKELETON})
   return fields
 
 
