@@ -41,8 +41,7 @@ import numpy as np
 from mrcnn_jax import configs
 from mrcnn_jax.convert import common
 from mrcnn_jax.data import canvas as canvas_lib
-from mrcnn_jax.data.coco_classes import (COCO_CLASSES, COCO_KEYPOINT_FLIP_MAP, COCO_KEYPOINT_NAMES,
-                                         COCO_KEYPOINT_SIGMAS, COCO_KEYPOINT_SKELETON)
+from mrcnn_jax.data.coco_classes import COCO_CLASSES
 from mrcnn_jax.errors import UserError
 
 # Applied in order to a Detectron2 name; the result, "." -> "/", is our path.
@@ -144,7 +143,7 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
       "class_names": COCO_CLASSES if num_classes == len(COCO_CLASSES) else
                      tuple(f"class_{k}" for k in range(1, num_classes + 1)),
       "model.mask_on": MASK_PREDICTOR in weights,
-      **keypoint_fields(weights, num_classes),
+      **(keypoint_fields(weights, num_classes) if KEYPOINTS in weights else {}),
       "data.canvas": 1344, "data.min_size": 800, "data.max_size": 1333,  # test sizes; canvas: 1333 -> x32
       # Inference at the image's own shape: the resized image padded to a multiple of 32 with zeros
       # after normalising, as the reference feeds its backbone (ImageList / batch_images).
@@ -163,19 +162,9 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
 
 
 def keypoint_fields(weights: dict[str, np.ndarray], num_classes: int) -> dict:
-  """The config fields of the keypoint head in ``weights`` (none without one): K, the convs' number and
-  width; for 17 keypoints on one class, COCO's persons (class name, keypoint names, flip map, sigmas)."""
-  if KEYPOINTS not in weights:
-    return {}
-  k = weights[KEYPOINTS].shape[1]
+  """``common.keypoint_fields`` of the keypoint head in ``weights``: K, the convs' number and width."""
   convs = [name for name in weights if re.fullmatch(r"roi_heads\.keypoint_head\.conv_fcn\d+\.weight", name)]
-  fields = {"model.keypoint.num_keypoints": k, "model.keypoint.num_convs": len(convs),
-            "model.keypoint.conv_dim": weights[KEYPOINTS].shape[0]}
-  if k == len(COCO_KEYPOINT_NAMES) and num_classes == 1:
-    fields.update({"class_names": ("person",), "data.keypoint_names": COCO_KEYPOINT_NAMES,
-                   "data.keypoint_flip_map": COCO_KEYPOINT_FLIP_MAP, "data.keypoint_sigmas": COCO_KEYPOINT_SIGMAS,
-                   "data.keypoint_skeleton": COCO_KEYPOINT_SKELETON})
-  return fields
+  return common.keypoint_fields(weights[KEYPOINTS].shape[1], len(convs), weights[KEYPOINTS].shape[0], num_classes)
 
 
 def convert(src: str, out: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
