@@ -6,10 +6,10 @@ from mrcnn_jax import visualize
 
 
 def test_keypoints_are_drawn_as_dots_joined_by_the_skeleton():
-  image = np.zeros((40, 40, 3), np.uint8)
-  detections = {"boxes": np.asarray([[5, 5, 35, 35]]), "scores": [0.9], "classes": [1], "masks": None,
-                "names": ["figure"], "keypoints": np.asarray([[[10, 30, 1.0], [30, 30, 2.0], [20, 8, 0.5]]])}
-  picture = np.asarray(visualize.draw_detections(image, detections, skeleton=((0, 1),)))
-  assert (picture[30, 10] == 255).all() and (picture[8, 20] == 255).all()     # the dots
-  np.testing.assert_array_equal(picture[30, 20], visualize.class_colour(1))   # the line between 0 and 1
-  assert not picture[19, 15].any()                                             # no line to keypoint 2
+  keypoints = np.asarray([[[4.5, 4.5, 0.9], [24.5, 4.5, 0.9], [4.5, 24.5, 0.01]]], np.float32)
+  detections = {"boxes": np.float32([[2, 2, 28, 28]]), "scores": [0.9], "classes": [1], "names": ["person"],
+                "masks": None, "keypoints": keypoints}
+  picture = np.asarray(visualize.draw_detections(np.zeros((32, 32, 3), np.uint8), detections,
+                                                 skeleton=((0, 1), (0, 2))))
+  assert picture[4, 4].any() and picture[4, 14].any()          # dot 0 and the limb 0-1
+  assert not picture[24, 4].any() and not picture[20, 4].any()  # keypoint 2 scores <= 0.05: no dot, no limb

@@ -42,11 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
       num_workers=0,
       flip=True,
       # Keypoints (config.model.keypoint.num_keypoints > 0), filled from the dataset: their names, the
-      # index pairs a horizontal flip swaps (left/right), and COCO's OKS sigmas for evaluation.
+      # index pairs a horizontal flip swaps (left/right), COCO's OKS sigmas for evaluation, and the
+      # skeleton's (i, j) limbs that pictures draw.
       keypoint_names=(),
       keypoint_flip_map=(),
       keypoint_sigmas=(),
-      keypoint_skeleton=(),   # (i, j) pairs drawn as lines by infer
+      keypoint_skeleton=(),
   ))
 
   config.model = ml_collections.ConfigDict(dict(
@@ -113,6 +114,8 @@ def get_config() -> ml_collections.ConfigDict:
       pooler_resolution=14, conv_dim=512, num_convs=8, heatmap_size=56,
       rois_per_image=0,       # foreground RoIs per image the keypoint loss trains on; 0: all (Detectron2)
       loss_weight=1.0,
+      score="detectron2",     # a keypoint's score: detectron2 (the resized map's maximum over the 56x56
+                              # softmax denominator: can exceed 1) | logit (that maximum: torchvision's)
   ))
 
   config.train = ml_collections.ConfigDict(dict(

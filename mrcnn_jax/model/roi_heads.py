@@ -82,7 +82,9 @@ class ROIHeads(nnx.Module):
                        f"pooler_resolution (deconv x2, upsampling x2), got {k.num_keypoints}, "
                        f"{k.heatmap_size} and {k.pooler_resolution}")
     self.keypoint_rois, self.keypoint_resolution = _foreground_count(config.model, "keypoint"), k.pooler_resolution
-    self.keypoint_loss_weight = k.loss_weight
+    self.keypoint_loss_weight, self.keypoint_score = k.loss_weight, k.score
+    if k.score not in ("detectron2", "logit"):
+      raise ValueError(f"config.model.keypoint.score must be 'detectron2' or 'logit', got {k.score!r}")
     if k.num_keypoints:
       self.keypoint_head = KRCNNConvDeconvUpsampleHead(cin, k.num_keypoints, dim=k.conv_dim, num_convs=k.num_convs,
                                                        dtype=dtype, rngs=rngs)
@@ -170,7 +172,8 @@ class ROIHeads(nnx.Module):
       level0 = features if self.stride else features[0]
       canvas_side = (self.stride or 4) * max(level0.shape[1:3])  # FPN: P2, stride 4
       def keypoints(boxes, classes):
-        found = ops.heatmaps_to_keypoints(self.keypoint_logits(features, boxes), boxes.reshape(-1, 4), canvas_side)
+        found = ops.heatmaps_to_keypoints(self.keypoint_logits(features, boxes), boxes.reshape(-1, 4), canvas_side,
+                                          score=self.keypoint_score)
         return found.reshape(*classes.shape, *found.shape[1:])
       out["keypoints"] = self.per_detection(keypoints, boxes, classes, valid)
     return out

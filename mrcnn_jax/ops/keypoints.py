@@ -75,7 +75,7 @@ def _cell_pixels(cells, size: int, out_len, per_cell: int):
   return o, (cell == cells[:, None] - 1) & (o < out_len), cubic_weights(t)
 
 
-def _decode_one(logits, box, max_side: int, chunk: int):
+def _decode_one(logits, box, max_side: int, chunk: int, score: str):
   """One map [S,S] and its box [4] -> (x, y, score) as Detectron2's ``heatmaps_to_keypoints``.
 
   Cells are visited in decreasing order of their bounds, ``chunk`` at a time, until the next bound is
@@ -116,18 +116,21 @@ def _decode_one(logits, box, max_side: int, chunk: int):
 
   _, top, flat = jax.lax.while_loop(unseen_may_win, visit, (0, -jnp.inf, jnp.iinfo(jnp.int32).max))
   xy = (jnp.stack([flat % width, flat // width]).astype(jnp.float32) + 0.5) * (extent / out_len) + box[:2]
-  return jnp.stack([xy[0], xy[1], jnp.exp(top - jax.nn.logsumexp(logits))])
+  return jnp.stack([xy[0], xy[1], jnp.exp(top - jax.nn.logsumexp(logits)) if score == "detectron2" else top])
 
 
-@functools.partial(jax.jit, static_argnames=("max_side", "chunk"))
-def heatmaps_to_keypoints(logits, boxes, max_side: int, chunk: int = 8):
+@functools.partial(jax.jit, static_argnames=("max_side", "chunk", "score"))
+def heatmaps_to_keypoints(logits, boxes, max_side: int, chunk: int = 8, score: str = "detectron2"):
   """Keypoints of heatmap logits [N,S,S,K] in boxes [N,4] (canvas pixels, sides at most ``max_side``).
 
-  Returns [N,K,3]: x, y (canvas pixels) and Detectron2's score, the resized map's maximum normalised
-  by the S x S map's softmax denominator (exp(max) / sum(exp(logits)): it can exceed 1). ``chunk``:
-  cells evaluated per step of the search.
+  Returns [N,K,3]: x, y (canvas pixels) and the score: "detectron2", the resized map's maximum
+  normalised by the S x S map's softmax denominator (exp(max) / sum(exp(logits)): it can exceed 1), or
+  "logit", that maximum itself (torchvision's keypoints_scores). ``chunk``: cells evaluated per step of
+  the search.
   """
-  per_map = jax.vmap(functools.partial(_decode_one, max_side=max_side, chunk=chunk), (0, None))
+  if score not in ("detectron2", "logit"):
+    raise ValueError(f"score must be 'detectron2' or 'logit', got {score!r}")
+  per_map = jax.vmap(functools.partial(_decode_one, max_side=max_side, chunk=chunk, score=score), (0, None))
   return jax.vmap(per_map)(jnp.moveaxis(logits, -1, 1), boxes)
 
 

@@ -18,18 +18,20 @@ from mrcnn_jax.ops.boxes import box_iou
 _BESIDE_REPOSITORY = os.path.normpath(os.path.join(os.path.dirname(__file__), "../../.."))
 ORACLES = os.environ.get("MRCNN_ORACLES", os.path.join(_BESIDE_REPOSITORY, "shared/oracles"))
 DETECTRON2 = os.path.join(ORACLES, "detectron2_r50_fpn")
+DETECTRON2_KEYPOINTS = os.path.join(ORACLES, "detectron2_kp_r50_fpn")
 TORCHVISION = os.environ.get("MRCNN_TV_ORACLE", os.path.join(_BESIDE_REPOSITORY, "tv_oracle"))
 TORCHVISION_HOW = (f"<torch venv>/bin/python {ORACLES}/torchvision_r50_fpn/tv_oracle.py {TORCHVISION} "
                    "(see its docstring), or set MRCNN_TV_ORACLE")
 MATCH_IOU = 0.98
 
 
-def d2_weights():
-  """The oracle's ``d2_weights`` module (``generate(seed)``, ``write``, ``param_shapes``), or a skip."""
-  script = os.path.join(DETECTRON2, "d2_weights.py")
+def d2_weights(oracle: str = DETECTRON2, name: str = "d2_weights"):
+  """An oracle's weight generator, by default the Mask R-CNN one's ``d2_weights`` module
+  (``generate(seed)``, ``write``, ``param_shapes``), or a skip."""
+  script = os.path.join(oracle, f"{name}.py")
   if not os.path.exists(script):
     pytest.skip(f"no Detectron2 oracle at {script} (set MRCNN_ORACLES)")
-  spec = importlib.util.spec_from_file_location("d2_weights", script)
+  spec = importlib.util.spec_from_file_location(name, script)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -42,11 +44,9 @@ def torchvision_outputs() -> str:
   return TORCHVISION
 
 
-def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, float, float]:
-  """A reference's detections of one image (boxes [n,4], classes [n] 1..K, scores [n], masks [n,H,W]
-  bool, in its score order) matched greedily to ours (``Detections.image``) of the same class with box
-  IoU > MATCH_IOU -> (fraction matched, max score difference, max box coordinate difference (px), mean
-  mask IoU) over the matched pairs."""
+def matched_pairs(boxes, classes, ours: dict) -> list[tuple[int, int]]:
+  """A reference's detections of one image (boxes [n,4], classes [n] 1..K, in its score order) matched
+  greedily to ours (``Detections.image``) of the same class with box IoU > MATCH_IOU: (its, our) indices."""
   iou = np.asarray(box_iou(jnp.asarray(boxes), jnp.asarray(ours["boxes"])))
   iou = np.where(np.asarray(classes)[:, None] == np.asarray(ours["classes"])[None], iou, 0.0)
   pairs, used = [], set()
@@ -56,10 +56,17 @@ def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, 
         pairs.append((r, j))
         used.add(j)
         break
+  return pairs
+
+
+def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, float, float]:
+  """``matched_pairs`` of a reference's detections (and scores [n], masks [n,H,W] bool) -> (fraction
+  matched, max score difference, max box coordinate difference (px), mean mask IoU) over the pairs."""
+  pairs = matched_pairs(boxes, classes, ours)
   score = max((abs(scores[r] - ours["scores"][j]) for r, j in pairs), default=np.inf)
   box = max((np.abs(boxes[r] - ours["boxes"][j]).max() for r, j in pairs), default=np.inf)
   mask_iou = np.mean([_mask_iou(masks[r], ours["masks"][j]) for r, j in pairs]) if pairs else 0.0
-  return len(pairs) / len(iou), float(score), float(box), float(mask_iou)
+  return len(pairs) / len(boxes), float(score), float(box), float(mask_iou)
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:

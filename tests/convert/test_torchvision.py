@@ -58,6 +58,9 @@ def shapes():
     ("roi_heads.mask_head.mask_fcn4.bias", "roi_heads/mask_head/mask_fcn4/bias"),
     ("roi_heads.mask_predictor.conv5_mask.weight", "roi_heads/mask_head/deconv/kernel"),
     ("roi_heads.mask_predictor.mask_fcn_logits.bias", "roi_heads/mask_head/predictor/bias"),
+    ("roi_heads.keypoint_head.0.weight", "roi_heads/keypoint_head/conv_fcn1/kernel"),
+    ("roi_heads.keypoint_head.14.bias", "roi_heads/keypoint_head/conv_fcn8/bias"),
+    ("roi_heads.keypoint_predictor.kps_score_lowres.weight", "roi_heads/keypoint_head/score_lowres/kernel"),
 ])
 def test_names(name, path):
   assert torchvision.our_path(name) == path
@@ -69,6 +72,19 @@ def test_every_tensor_lands_and_every_variable_is_filled(shapes, old_names):
   weights["backbone.body.bn1.num_batches_tracked"] = np.zeros((), np.int64)  # BatchNorm2d's counter: dropped
   converted = torchvision.convert_weights(weights, shapes)
   assert len(converted) == len(shapes) == len(weights) - 1
+
+
+def test_keypoint_rcnn_converts_whole_with_torchvisions_keypoint_score():
+  weights = zero_weights(tv_shapes(num_classes=2, num_keypoints=17))  # background + person
+  config = torchvision.torchvision_config(weights)
+  k = config.model.keypoint
+  assert (k.num_keypoints, k.num_convs, k.conv_dim, k.score) == (17, 8, 512, "logit")
+  assert config.class_names == ("person",) and not config.model.mask_on and len(config.data.keypoint_skeleton) == 19
+  shapes = our_shapes(config)
+  assert len(torchvision.convert_weights(weights, shapes)) == len(shapes) == len(weights)
+  weight = np.arange(512 * 17 * 16, dtype=np.float32).reshape(512, 17, 4, 4)  # ConvTranspose2d [in, out, kh, kw]
+  ours = torchvision.to_ours("roi_heads.keypoint_predictor.kps_score_lowres.weight", weight)
+  np.testing.assert_array_equal(ours, weight.transpose(2, 3, 0, 1))  # Deconv4x4's [kh, kw, in, out]
 
 
 def test_box_predictor_drops_the_background_rows_and_keeps_class_order():

@@ -1,5 +1,5 @@
-"""Names and shapes of torchvision state dicts, written out without torch: ``maskrcnn_resnet50_fpn`` and
-ResNet classifiers (test_torchvision_parity.py checks ``tv_shapes`` against the oracle's real checkpoint)."""
+"""Names and shapes of torchvision state dicts, written out without torch: ``maskrcnn_resnet50_fpn``,
+``keypointrcnn_resnet50_fpn`` and ResNet classifiers (test_torchvision_parity.py checks ``tv_shapes`` against the oracle's real checkpoint)."""
 
 RESNET_STAGES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
@@ -25,9 +25,10 @@ def resnet_shapes(depth="resnet50", prefix=""):
   return shapes
 
 
-def tv_shapes(num_classes=5, old_names=False):
+def tv_shapes(num_classes=5, old_names=False, num_keypoints=0):
   """{name: shape} of torchvision's maskrcnn_resnet50_fpn(num_classes=...) state dict (FrozenBN);
-  ``old_names``: as torchvision < 0.13 named the FPN, RPN and mask-head convs."""
+  ``old_names``: as torchvision < 0.13 named the FPN, RPN and mask-head convs; ``num_keypoints`` > 0:
+  keypointrcnn_resnet50_fpn(num_classes=..., num_keypoints=...)'s instead (a keypoint head, no mask head)."""
   new = "" if old_names else "0."
   shapes = resnet_shapes(prefix="backbone.body.")
   for i, cin in enumerate((256, 512, 1024, 2048)):
@@ -45,6 +46,12 @@ def tv_shapes(num_classes=5, old_names=False):
                  "roi_heads.box_predictor.cls_score.bias": (num_classes,),
                  "roi_heads.box_predictor.bbox_pred.weight": (4 * num_classes, 1024),
                  "roi_heads.box_predictor.bbox_pred.bias": (4 * num_classes,)})
+  if num_keypoints:
+    for i in range(8):  # Sequential(conv, ReLU, conv, ReLU, ...)
+      shapes.update({f"roi_heads.keypoint_head.{2 * i}.weight": (512, 512 if i else 256, 3, 3),
+                     f"roi_heads.keypoint_head.{2 * i}.bias": (512,)})
+    return {**shapes, "roi_heads.keypoint_predictor.kps_score_lowres.weight": (512, num_keypoints, 4, 4),
+            "roi_heads.keypoint_predictor.kps_score_lowres.bias": (num_keypoints,)}
   for i in range(4):
     conv = f"roi_heads.mask_head.mask_fcn{i + 1}." if old_names else f"roi_heads.mask_head.{i}.0."
     shapes.update({conv + "weight": (256, 256, 3, 3), conv + "bias": (256,)})

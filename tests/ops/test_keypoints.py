@@ -62,6 +62,8 @@ def test_decode_finds_a_maximum_between_cells_far_from_the_maps_largest_cell():
   score = np.exp(1.1875) / (np.exp(1.0) * 2 + np.exp(1.1) + 56 * 56 - 3)
   np.testing.assert_allclose(got, [100 + 4.5, 50 + 1.5, score], rtol=1e-5)
   np.testing.assert_allclose(got, reference_decode(logits, box[0])[0], rtol=1e-5)
+  logit = heatmaps_to_keypoints(jnp.asarray(logits[None]), jnp.asarray(box), max_side=64, score="logit")
+  np.testing.assert_allclose(logit[0, 0], [104.5, 51.5, 1.1875], rtol=1e-5)  # torchvision's score: the value
 
 
 def random_heatmaps(rng, n, k):
