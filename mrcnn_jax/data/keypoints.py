@@ -12,13 +12,8 @@ keypoints keeps in its metadata (``dataset_metadata``):
 
 import numpy as np
 
-COCO_PERSON_KEYPOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-    "right_knee", "left_ankle", "right_ankle")
-# pycocotools' COCOeval Params.kpt_oks_sigmas, in the order above.
-COCO_PERSON_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
-                      0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
+from mrcnn_jax.data.coco_classes import COCO_KEYPOINT_NAMES, COCO_KEYPOINT_SIGMAS
+
 # Other keypoint sets without sigmas of their own: about COCO's mean (elbows, knees).
 DEFAULT_SIGMA = 0.07
 
@@ -32,7 +27,7 @@ def flip_map(names) -> tuple[tuple[int, int], ...]:
 
 def default_sigmas(names) -> tuple[float, ...]:
   """COCO's person sigmas for COCO's 17 names, else DEFAULT_SIGMA for each keypoint."""
-  return COCO_PERSON_SIGMAS if tuple(names) == COCO_PERSON_KEYPOINTS else (DEFAULT_SIGMA,) * len(names)
+  return COCO_KEYPOINT_SIGMAS if tuple(names) == COCO_KEYPOINT_NAMES else (DEFAULT_SIGMA,) * len(names)
 
 
 def dataset_metadata(names, skeleton=(), sigmas=None) -> dict:

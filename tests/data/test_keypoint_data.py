@@ -8,11 +8,12 @@ import pytest
 
 from mrcnn_jax.configs import keypoints_tiny
 from mrcnn_jax.data import coco_json, figures, keypoints, preprocess, sources
+from mrcnn_jax.data.coco_classes import COCO_KEYPOINT_FLIP_MAP, COCO_KEYPOINT_NAMES, COCO_KEYPOINT_SIGMAS
 from mrcnn_jax.data import pipeline as data
 
 
 def test_flip_map_pairs_left_and_right_names():
-  assert keypoints.flip_map(keypoints.COCO_PERSON_KEYPOINTS) == tuple((i, i + 1) for i in range(1, 17, 2))
+  assert keypoints.flip_map(COCO_KEYPOINT_NAMES) == COCO_KEYPOINT_FLIP_MAP == tuple((i, i + 1) for i in range(1, 17, 2))
   assert keypoints.flip_map(("head", "right_hand", "left_hand", "left_eye")) == ((2, 1),)
 
 
@@ -21,9 +22,9 @@ def test_person_keypoints_folder_reads_back(keypoint_folder_data):
   builder = sources.open_builder(ml_collections.ConfigDict({"name": name, "data_dir": data_dir}))
   assert sources.num_keypoints(builder) == 17
   info = sources.keypoint_info(builder)
-  assert info["keypoint_names"] == list(keypoints.COCO_PERSON_KEYPOINTS)
+  assert info["keypoint_names"] == list(COCO_KEYPOINT_NAMES)
   assert info["keypoint_flip_map"] == [[i, i + 1] for i in range(1, 17, 2)]
-  assert info["keypoint_sigmas"] == pytest.approx(keypoints.COCO_PERSON_SIGMAS)
+  assert info["keypoint_sigmas"] == pytest.approx(COCO_KEYPOINT_SIGMAS)
   assert info["keypoint_skeleton"][:2] == [[15, 13], [13, 11]]      # COCO's 1-based [16, 14], [14, 12]
   record = sources.to_record(sources.data_source(builder, "validation")[0], with_masks=True)
   kps = record["keypoints"]

@@ -82,7 +82,7 @@ COCO_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 
 def write_person_keypoints_folder(root):
   """A COCO person_keypoints folder: one 40x50 image, two persons (one with 3 labelled keypoints, one
   with none) and a crowd region. Returns (json path, image dir, the first person's flat keypoints)."""
-  from mrcnn_jax.data.keypoints import COCO_PERSON_KEYPOINTS  # pylint: disable=import-outside-toplevel
+  from mrcnn_jax.data.coco_classes import COCO_KEYPOINT_NAMES  # pylint: disable=import-outside-toplevel
   images_dir = os.path.join(root, "images")
   os.makedirs(images_dir, exist_ok=True)
   Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(os.path.join(images_dir, "p.png"))
@@ -97,7 +97,7 @@ def write_person_keypoints_folder(root):
       {**person, "id": 3, "bbox": [30, 2, 10, 10], "iscrowd": 1},
   ]
   category = {"id": 1, "name": "person", "supercategory": "person",
-              "keypoints": list(COCO_PERSON_KEYPOINTS), "skeleton": COCO_SKELETON}
+              "keypoints": list(COCO_KEYPOINT_NAMES), "skeleton": COCO_SKELETON}
   path = os.path.join(root, "person_keypoints.json")
   with open(path, "w") as f:
     json.dump({"images": [{"id": 1, "file_name": "p.png", "height": 40, "width": 50}],
