@@ -34,7 +34,8 @@ import time
 import jax
 
 from experiments import report, sweep
-from mrcnn_jax import compile_cache, configs
+from mrcnn_jax import compile_cache, configs, errors
+from mrcnn_jax.data import pipeline
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 WALL = "wall.json"
@@ -271,6 +272,7 @@ def main(argv=None):
   results = args.results or getattr(module, "RESULTS", RESULTS)
 
   if not args.report_only:
+    pipeline.resolve_classes(base.copy_and_resolve_references())  # data prepared? before any run folder
     todo = [(arm, seed) for seed in range(seeds) for arm in selected]  # a one-seed table first
     print(f"{args.sweep}: {len(todo)} runs ({len(selected)} arms x {seeds} seeds), {steps} steps each, "
           f"data {base.data.name} in {base.data.data_dir}; results in {results}", flush=True)
@@ -315,4 +317,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
   compile_cache.enable()
-  sys.exit(main())
+  sys.exit(errors.run_cli(main))

@@ -8,7 +8,7 @@ import os
 import ml_collections
 from flax import nnx
 
-from mrcnn_jax import configs
+from mrcnn_jax import configs, outputs
 from mrcnn_jax.configs import base
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import MaskRCNN, build_model
@@ -38,9 +38,8 @@ def _flatten(saved: dict, prefix: str = "") -> dict:
 def save_config(config: ml_collections.ConfigDict, workdir: str):
   """``<workdir>/config.json`` (local or gs://): what ``mrcnn_jax.load`` rebuilds the model from."""
   from etils import epath  # pylint: disable=import-outside-toplevel
-  path = epath.Path(workdir) / "config.json"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(config.to_json_best_effort(indent=2))
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  outputs.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

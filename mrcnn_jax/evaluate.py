@@ -18,7 +18,7 @@ import json
 
 from etils import epath
 
-from mrcnn_jax import checkpoints, compile_cache, errors
+from mrcnn_jax import checkpoints, compile_cache, errors, outputs
 from mrcnn_jax.coco import coco_metrics, detections_to_coco, gt_to_coco
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.data import sources
@@ -59,8 +59,8 @@ def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
   metrics = coco_metrics(gt, results, iou_types, sigmas)
   out = epath.Path(workdir)  # local or gs://
   out.mkdir(parents=True, exist_ok=True)
-  (out / f"results_{split}.json").write_text(json.dumps(results))
-  (out / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2))
+  outputs.write_text(str(out / f"results_{split}.json"), json.dumps(results))
+  outputs.write_text(str(out / f"metrics_{split}.json"), json.dumps(metrics, indent=2))
   return metrics
 
 
@@ -73,8 +73,8 @@ def _run(args) -> int:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = errors.ArgumentParser(prog="python -m mrcnn_jax.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True, help="training workdir (config.json + checkpoints)")
   parser.add_argument("--split", default=None, help="default: config.data.eval_split")
   return errors.run_cli(_run, parser.parse_args(argv))

@@ -4,7 +4,8 @@ Images are resized as the input pipeline does (``data.resize``) and padded onto 
 (``data.canvas``: by default of a converted model, the resized image rounded up to a multiple of 32, as
 Detectron2 and torchvision do; for a model trained here, its training canvases); the images of one call
 are grouped by canvas, run through one compiled ``MaskRCNN.detect`` per (canvas, batch bucket), and
-mapped back to each original image's pixels (``postprocess``). Batches are padded up to a power of two (at
+mapped back to each original image's pixels (``postprocess``). With ``data.resize`` "torchvision" the
+originals go in and the graph normalises and resizes them (torchvision's transform, ``ops.resize``). Batches are padded up to a power of two (at
 most ``batch_size``), so a new set of images, of any sizes and count, reuses the compiled function.
 Needs JAX, Flax, numpy and PIL only: no TFDS, grain, TensorFlow or pycocotools.
 The command line (pictures and COCO JSON for image files) is ``python -m mrcnn_jax.infer``.
@@ -19,8 +20,9 @@ import jax
 import numpy as np
 from flax import nnx
 
+from mrcnn_jax import ops
 from mrcnn_jax.data import canvas as canvas_lib
-from mrcnn_jax.data.resize import resize_and_pad
+from mrcnn_jax.data.resize import place, resize_and_pad
 from mrcnn_jax.postprocess import keypoints_to_original, to_original
 
 SCORE_THRESHOLD = 0.05   # the default of predict and its CLI (Detectron2's inference threshold)
@@ -85,9 +87,20 @@ def _detect(graphdef, state, image, image_size, score_threshold, nms_threshold):
   return nnx.merge(graphdef, state).detect(image, image_size, score_threshold, nms_threshold)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 7))
+def _detect_resizing(graphdef, state, source, source_size, image_size, score_threshold, nms_threshold, canvas):
+  """torchvision's transform in the graph: originals source [B,Hs,Ws,3] uint8 (content source_size
+  [B,2]) normalised, resized to image_size [B,2] on the (h, w) canvas (``ops.resize_bilinear``), zeros
+  around, then ``detect_normalized``."""
+  model = nnx.merge(graphdef, state)
+  resize = lambda image, size, out: ops.resize_bilinear(model.normalize_pixels(image), size, out, canvas)
+  x = jax.vmap(resize)(source, source_size, image_size)
+  return model.detect_normalized(x, image_size, score_threshold, nms_threshold)
+
+
 def compiled_count() -> int:
   """How many versions of the detection function have been compiled so far (for tests and logs)."""
-  return _detect._cache_size()
+  return _detect._cache_size() + _detect_resizing._cache_size()
 
 
 def detect_canvas(model, image, image_size, score_threshold=None, nms_threshold=None) -> dict:
@@ -100,6 +113,17 @@ def detect_canvas(model, image, image_size, score_threshold=None, nms_threshold=
                   np.float32(roi.nms_threshold if nms_threshold is None else nms_threshold))
   else:  # any object with the same ``detect`` (e.g. a test double)
     out = model.detect(image, image_size)
+  return jax.device_get(out)
+
+
+def _detect_originals(model, examples, image_size, canvas, score_threshold, nms_threshold) -> dict:
+  """``_detect_resizing`` on examples whose images are originals on source canvases (padded to the
+  largest of them); numpy out."""
+  source_shape = np.max([e["image"].shape[:2] for e in examples], axis=0)
+  source = np.stack([place(e["image"], tuple(source_shape)) for e in examples])
+  graphdef, state = nnx.split(model)
+  out = _detect_resizing(graphdef, state, source, np.stack([e["original_size"] for e in examples]), image_size,
+                         np.float32(score_threshold), np.float32(nms_threshold), tuple(canvas))
   return jax.device_get(out)
 
 
@@ -132,14 +156,18 @@ def predict(model, images, *, score_threshold: float = SCORE_THRESHOLD, nms_thre
   examples = [resize_and_pad(im, config.data) for im in images]
   by_canvas = {}
   for i, example in enumerate(examples):
-    by_canvas.setdefault(example["image"].shape[:2], []).append(i)
+    by_canvas.setdefault(example["canvas"], []).append(i)
   per_image = [None] * len(examples)
-  for indices in by_canvas.values():
+  for canvas, indices in by_canvas.items():
     for start in range(0, len(indices), batch_size):
       chunk = indices[start:start + batch_size]
-      padded = chunk + [chunk[-1]] * (_bucket(len(chunk), batch_size) - len(chunk))
-      result = detect_canvas(model, np.stack([examples[i]["image"] for i in padded]),
-                             np.stack([examples[i]["image_size"] for i in padded]), score_threshold, nms_threshold)
+      padded = [examples[i] for i in chunk + [chunk[-1]] * (_bucket(len(chunk), batch_size) - len(chunk))]
+      image_size = np.stack([e["image_size"] for e in padded])
+      if config.data.resize == "torchvision":
+        result = _detect_originals(model, padded, image_size, canvas, score_threshold, nms_threshold)
+      else:
+        result = detect_canvas(model, np.stack([e["image"] for e in padded]), image_size, score_threshold,
+                               nms_threshold)
       for j, i in enumerate(chunk):
         per_image[i] = {k: v[j, :max_detections] for k, v in result.items()}
   det = {k: np.stack([p[k] for p in per_image]) for k in per_image[0]}

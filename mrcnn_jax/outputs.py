@@ -23,6 +23,17 @@ def check_not_inputs(outputs, inputs, flag: str):
                       f"choose another {flag}")
 
 
+def write_text(path: str, text: str):
+  """Writes ``text`` to ``path``, complete or not at all (gs:// and other object stores write whole
+  objects; a local file goes through ``atomic_path``)."""
+  if "://" in path:
+    from etils import epath  # pylint: disable=import-outside-toplevel
+    epath.Path(path).write_text(text)
+    return
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
+    f.write(text)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
   """Yields a temporary sibling of ``path`` to write (a file or a folder); renames it to ``path`` when

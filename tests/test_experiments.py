@@ -283,9 +283,10 @@ def test_row_stats_mean_and_std():
   assert (mean, n) == (12.0, 2) and std == pytest.approx(2 ** 0.5 * 2)
 
 
-def test_keypoint_sweep_reports_keypoint_ap_beside_table6(tmp_path, monkeypatch):
+def test_keypoint_sweep_trains_quick_and_reports_keypoint_ap_beside_table6(tmp_path, monkeypatch):
   """The Table 6 sweep (experiments/keypoints.py): RoIPool vs RoIAlign arms, keypoint AP columns, the
-  paper's numbers, its claims, results under the sweep's own folder by default."""
+  paper's numbers, its claims, results under the sweep's own folder by default; the RoIPool arm really
+  trains with the QUICK settings on a few stick figures, the RoIAlign arm with the stand-in trainer."""
   assert keypoints.RESULTS.endswith(os.path.join("experiments", "results_keypoints"))
   arms = sweep.arms(keypoints.SUBTABLES, keypoints.base_config())
   assert [(a.name, a.overrides) for a in arms] == [("kp_roi_pool", {"model.pooler": "roi_pool"}),
@@ -296,10 +297,29 @@ def test_keypoint_sweep_reports_keypoint_ap_beside_table6(tmp_path, monkeypatch)
   for table in keypoints.SUBTABLES:
     for claim in table.claims:
       assert report.verdict(claim, report.paper_stats(keypoints.SUBTABLES))[0] == "yes"
-  monkeypatch.setattr(loop, "train", FakeTrainer())
+  data_dir = str(tmp_path / "tfds")
+  name, _, _ = prepare.prepare_keypoints(data_dir, seed=5, num_train=4, num_val=2, image_size=64)
   results = tmp_path / "results"
-  assert run.main(["keypoints", "--workdir", str(tmp_path / "w"), "--results", str(results),
-                   "--data_dir", str(tmp_path), "--steps", "2", "--seeds", "1"]) == 0
+  args = ["keypoints", "--workdir", str(tmp_path / "w"), "--results", str(results), "--quick",
+          "--data_dir", data_dir, "--data_name", name]
+  assert run.main([*args, "--only", "kp_roi_pool"]) == 0
+  final = json.load(open(results / "kp_roi_pool" / "seed0.json"))
+  assert final["steps"] == keypoints.QUICK_STEPS and final["config"]["model"]["pooler"] == "roi_pool"
+  assert all(0 <= final[m] <= 100 for m in keypoints.KEYPOINT_COLUMNS)
+  monkeypatch.setattr(loop, "train", FakeTrainer())
+  monkeypatch.setattr(report, "plot", lambda *args: None)
+  assert run.main(args) == 0
   table = (results / "keypoints.md").read_text()
   assert "| row | arm | seeds | keypoint AP | AP50 | AP75 | box AP | paper keypoint AP |" in table
   assert "| RoIAlign | `kp_roi_align` | 1 | 22.0 | 22.0 | 22.0 | 22.0 | 64.2 | 86.6 | 69.7 |" in table
+
+
+def test_a_sweep_without_prepared_data_is_one_line_exit_2_and_writes_nothing(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "experiments.run", "table2", "--workdir", str(tmp_path / "w"),
+                         "--quick", "--data_dir", str(tmp_path / "no-data"), "--results", str(tmp_path / "r")],
+                        capture_output=True, text=True, timeout=300, check=False,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        env={**os.environ, "JAX_PLATFORMS": "cpu", "MRCNN_JAX_COMPILATION_CACHE": "off"})
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  assert proc.stderr.splitlines()[-1].startswith("error: config.data.name='mrcnn_shapes': no prepared dataset in")
+  assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()

@@ -234,3 +234,10 @@ def test_cli_checks_its_arguments_before_loading_a_model(tmp_path, monkeypatch, 
   assert infer.main([item for pair in given.items() for item in pair]) == 2
   assert capsys.readouterr().err == f"error: {message}\n"
 
+
+def test_cli_argument_mistakes_are_one_line(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    infer.main(["--images", "a.png"])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err == ("error: the following arguments are required: --workdir, --out "
+                                     "(see python -m mrcnn_jax.infer --help)\n")

@@ -33,6 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
                               # resized image rounded up to a multiple of N (Detectron2's and torchvision's 32)
       min_size=800,           # resize: short side
       max_size=1024,          # resize: long side at most
+      resize="pil",           # pil: PIL bilinear on uint8, sides int(x + 0.5) (Detectron2's; training's) |
+                              # torchvision: inference resizes the normalised float image in the graph
+                              # (bilinear, sides floor(x), torchvision's GeneralizedRCNNTransform)
       max_instances=100,      # GT padded to this many instances
       gt_mask_size=64,        # GT masks stored cropped to their box at this resolution
       train_split="train",

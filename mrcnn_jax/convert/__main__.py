@@ -23,8 +23,8 @@ FORMATS = ("detectron2", "torchvision")
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.convert", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = errors.ArgumentParser(prog="python -m mrcnn_jax.convert", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("format", choices=FORMATS, help="the checkpoint's framework")
   parser.add_argument("src", help="checkpoint file (.pkl or .pth)")
   parser.add_argument("--out", required=True, help="workdir to write (must not hold checkpoints yet)")

@@ -163,6 +163,7 @@ def torchvision_config(weights: dict[str, np.ndarray], overrides: dict | None = 
       # Inference at the image's own shape: the resized image padded to a multiple of 32 with zeros
       # after normalising, as the reference feeds its backbone (ImageList / batch_images).
       "data.size_divisibility": 32, "model.padding": "normalized",
+      "data.resize": "torchvision",  # bilinear on the normalised float image, in the graph
       **resnet_fields(weights), "model.head_norm": "",
       "model.round_anchors": True,
       "model.rpn.min_size": 1e-3,

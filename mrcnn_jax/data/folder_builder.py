@@ -18,6 +18,7 @@ This is also the path to COCO 2017 *with masks* (and, from person_keypoints_*.js
 """
 
 import dataclasses
+import hashlib
 import io
 import os
 
@@ -97,8 +98,13 @@ class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=features.instance_features(names, len(keypoint_names)),
-        metadata=tfds.core.MetadataDict(category_ids=ids, **metadata),
+        metadata=tfds.core.MetadataDict(category_ids=ids, annotations_sha256=self.annotations_sha256(), **metadata),
     )
+
+  def annotations_sha256(self) -> dict[str, str]:
+    """{split: the sha256 of its annotation JSON}: what the dataset was prepared from."""
+    return {split: hashlib.sha256(epath.Path(path).read_bytes()).hexdigest()
+            for split, path in self.builder_config.annotations.items()}
 
   def _split_generators(self, dl_manager):
     del dl_manager

@@ -79,6 +79,10 @@ def prepare_folder(name: str, data_dir: str, annotations, images, skip_bad_image
       name=name, annotations=_split_paths(annotations, "annotations"),
       images=_split_paths(images, "images"), skip_bad_images=skip_bad_images)
   builder = folder_builder.CocoFolder(config=config, data_dir=data_dir, file_format="array_record")
+  saved = builder.info.metadata.get("annotations_sha256") if _prepared(builder) else None
+  if saved is not None and saved != builder.annotations_sha256():
+    raise errors.UserError(f"dataset {name!r} was prepared at {builder.data_dir} from other annotations: delete "
+                           "that folder to prepare it again, or give another --name")
   return name, (builder.reports if _build(builder) else {}), builder
 
 
@@ -135,8 +139,8 @@ def export_images(name: str, data_dir: str, split: str, num: int, out: str) -> l
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = errors.ArgumentParser(prog="python -m mrcnn_jax.data.prepare", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="kind", required=True)
 
   def command(name, description):

@@ -20,12 +20,13 @@ def _resample(pixels, axis: int, scale, side: int):
   return jnp.clip(jnp.floor(out + 0.5), 0, 255)
 
 
-def resized_size(image_shape, min_size: int, max_size: int):
-  """(h, w) float32 of an image of (symbolic) ``image_shape`` [H,W,...] after the resize (float32
-  arithmetic, ``int(x + 0.5)`` as the host's ``data.resize.resized_size``)."""
+def resized_size(image_shape, min_size: int, max_size: int, rule: str = "pil"):
+  """(h, w) float32 of an image of (symbolic) ``image_shape`` [H,W,...] after the resize, in float32
+  arithmetic: ``int(x + 0.5)`` as the host's ``data.resize.resized_size`` (rule "pil"), or ``floor(x)``
+  as ``torchvision_resized_size`` (rule "torchvision"; a scripted torchvision model's float32 too)."""
   size = jnp.array(image_shape[:2], jnp.float32)
   scale = jnp.minimum(min_size / size.min(), max_size / size.max())
-  return jnp.maximum(jnp.floor(size * scale + 0.5), 1)
+  return jnp.maximum(jnp.floor(size * scale + (0.5 if rule == "pil" else 0.0)), 1)
 
 
 def to_canvas(image, *, canvas: tuple[int, int], min_size: int, max_size: int) -> dict:

@@ -33,8 +33,13 @@ def serving_function(model: MaskRCNN):
 
   shapes = canvas_lib.export_canvases(data)
 
-  def on_canvas(shape, model):
+  def on_canvas(shape, model, resized):
     def run(images):
+      if data.resize == "torchvision":  # resize the normalised float image, as predict does
+        size = jnp.broadcast_to(jnp.minimum(resized, jnp.array(shape)).astype(jnp.int32), (images.shape[0], 2))
+        x = jax.vmap(lambda image, out: ops.resize_bilinear(model.normalize_pixels(image), image.shape[:2],
+                                                            out, shape))(images, size)
+        return model.detect_normalized(x, size, SCORE_THRESHOLD, config.model.roi.nms_threshold), size
       canvas = jax.vmap(lambda image: to_canvas(image, canvas=shape, min_size=data.min_size,
                                                 max_size=data.max_size))(images)
       det = model.detect(canvas["image"], canvas["image_size"], SCORE_THRESHOLD, config.model.roi.nms_threshold)
@@ -44,9 +49,10 @@ def serving_function(model: MaskRCNN):
   def serve(params, images):
     _, height, width, _ = images.shape
     model = nnx.merge(graphdef, jax.tree.unflatten(treedef, params))
-    resized = resized_size(images.shape[1:], data.min_size, data.max_size)
+    resized = resized_size(images.shape[1:], data.min_size, data.max_size, data.resize)
     holds = jnp.array([(resized[0] <= h) & (resized[1] <= w) for h, w in shapes])
-    det, image_size = jax.lax.switch(jnp.argmax(holds), [on_canvas(shape, model) for shape in shapes], images)
+    det, image_size = jax.lax.switch(jnp.argmax(holds), [on_canvas(shape, model, resized) for shape in shapes],
+                                     images)
     scale = jnp.stack([width / image_size[:, 1], height / image_size[:, 0]], -1).astype(jnp.float32)
     valid = det["valid"]
     limit = jnp.array([width, height, width, height], jnp.float32)

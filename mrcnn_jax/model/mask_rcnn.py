@@ -73,26 +73,34 @@ class MaskRCNN(nnx.Module):
   def _single_level(self) -> str:
     return {"c4": "res4", "c5": "res5"}[self.config.model.head]
 
-  def features(self, image: jax.Array, image_size: jax.Array | None = None):
-    """image [B,H,W,3] uint8 RGB, H and W multiples of 32, the content of each image filling its
-    image_size [B,2] (h, w; None: the whole canvas) -> (RPN feature maps: a list, RoI-pooling
-    features: a list or one map).
-
-    The channels are flipped to BGR first when ``model.input_format`` is "BGR" (Detectron2's weights);
-    ``pixel_mean`` / ``pixel_std`` are in that order."""
+  def normalize_pixels(self, image: jax.Array) -> jax.Array:
+    """uint8 RGB pixels [...,3] -> float32 (x - pixel_mean) / pixel_std, flipped to BGR first when
+    ``model.input_format`` is "BGR" (Detectron2's weights; ``pixel_mean`` / ``pixel_std`` in that order)."""
     m = self.config.model
-    if image.ndim != 4 or image.shape[-1] != 3 or any(side % CANVAS_STRIDE for side in image.shape[1:3]):
-      raise ValueError(f"image must be [B,H,W,3] with H and W multiples of {CANVAS_STRIDE}, got {image.shape}")
     if m.input_format == "BGR":
       image = image[..., ::-1]
-    x = (image.astype(jnp.float32) - jnp.asarray(m.pixel_mean)) / jnp.asarray(m.pixel_std)
-    if m.padding == "normalized" and image_size is not None:
+    return (image.astype(jnp.float32) - jnp.asarray(m.pixel_mean)) / jnp.asarray(m.pixel_std)
+
+  def normalize(self, image: jax.Array, image_size: jax.Array | None = None) -> jax.Array:
+    """image [B,H,W,3] uint8 RGB canvas, each image's content filling its image_size [B,2] (h, w; None:
+    the whole canvas) -> the backbone's float32 input, ``model.padding`` outside the content."""
+    x = self.normalize_pixels(_check_canvas(image))
+    if self.config.model.padding == "normalized" and image_size is not None:
       rows, cols = jnp.arange(image.shape[1]), jnp.arange(image.shape[2])
       inside = ((rows[None, :, None] < image_size[:, 0, None, None])
                 & (cols[None, None, :] < image_size[:, 1, None, None]))
       x = jnp.where(inside[..., None], x, 0.0)
-    features = self.backbone(x.astype(DTYPES[m.dtype]))
-    if m.head == "fpn":
+    return x
+
+  def features(self, image: jax.Array, image_size: jax.Array | None = None):
+    """image [B,H,W,3] uint8 canvas (as ``normalize``) -> (RPN feature maps: a list, RoI-pooling
+    features: a list or one map)."""
+    return self.backbone_features(self.normalize(image, image_size))
+
+  def backbone_features(self, x: jax.Array):
+    """x [B,H,W,3] normalised float canvas, H and W multiples of 32 -> ``features``'s pair."""
+    features = self.backbone(_check_canvas(x).astype(DTYPES[self.config.model.dtype]))
+    if self.config.model.head == "fpn":
       pyramid = [features[name] for name in RPN_LEVELS]
       return pyramid, pyramid[:4]
     single = features[self._single_level()]
@@ -116,15 +124,26 @@ class MaskRCNN(nnx.Module):
     Returns boxes [B,D,4] (canvas pixels), scores [B,D], classes [B,D] (1..K), masks [B,D,M,M]
     (foreground probabilities in the box), valid [B,D].
     """
+    return self.detect_normalized(self.normalize(image, image_size), image_size, score_threshold, nms_threshold)
+
+  def detect_normalized(self, x: jax.Array, image_size: jax.Array, score_threshold=None,
+                        nms_threshold=None) -> dict[str, jax.Array]:
+    """``detect`` on the backbone's input x [B,H,W,3] (normalised float canvas, padding included)."""
     roi = self.config.model.roi
-    rpn_features, pool_features = self.features(image, image_size)
+    rpn_features, pool_features = self.backbone_features(x)
     logits, deltas = self.proposal_generator(rpn_features)
-    proposals, valid = self.proposal_generator.proposals(logits, deltas, image_size, image.shape[1:3],
+    proposals, valid = self.proposal_generator.proposals(logits, deltas, image_size, x.shape[1:3],
                                                          training=False)
     return self.roi_heads.detect(
         pool_features, proposals, valid, image_size,
         roi.score_threshold if score_threshold is None else score_threshold,
         roi.nms_threshold if nms_threshold is None else nms_threshold)
+
+
+def _check_canvas(image: jax.Array) -> jax.Array:
+  if image.ndim != 4 or image.shape[-1] != 3 or any(side % CANVAS_STRIDE for side in image.shape[1:3]):
+    raise ValueError(f"image must be [B,H,W,3] with H and W multiples of {CANVAS_STRIDE}, got {image.shape}")
+  return image
 
 
 def build_model(config: ml_collections.ConfigDict, seed: int = 0) -> MaskRCNN:

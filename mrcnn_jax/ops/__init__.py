@@ -1,7 +1,7 @@
 """Pure jnp building blocks of Mask R-CNN: boxes, anchors, NMS, matching, RoI pooling, masks.
 
 Modules: boxes, anchors, matching, non_max_suppression, roi_pooling (RoIAlign / RoIPool / RoIWarp),
-poolers (FPN level assignment), masks (targets and paste-back). No function shares its module's name.
+poolers (FPN level assignment), masks (targets and paste-back), resize (torchvision's bilinear). No function shares its module's name.
 """
 
 from mrcnn_jax.ops.anchors import c4_anchors, fpn_anchors
@@ -12,4 +12,4 @@ from mrcnn_jax.ops.roi_pooling import roi_align, roi_pool, roi_warp
 from mrcnn_jax.ops.poolers import fpn_levels, multilevel_pool
 from mrcnn_jax.ops.keypoints import heatmaps_to_keypoints, keypoint_targets
 from mrcnn_jax.ops.masks import mask_targets, paste_masks
-from mrcnn_jax.ops.resize import resize_bilinear, torchvision_resized_size
+from mrcnn_jax.ops.resize import resize_bilinear

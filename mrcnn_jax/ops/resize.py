@@ -1,4 +1,4 @@
-"""torchvision's detection resize, static-shaped: the output size rule and bilinear resampling.
+"""torchvision's detection resize, static-shaped: bilinear resampling (the size rule: ``data.resize``).
 
 torchvision's GeneralizedRCNNTransform normalises the float image, then calls
 `F.interpolate(mode="bilinear", align_corners=False, recompute_scale_factor=True)` with scale
@@ -9,16 +9,6 @@ include/ATen/native/UpSample.h:270 ratio, :300-314 source coordinate, :446-475 n
 """
 
 import jax.numpy as jnp
-
-
-def torchvision_resized_size(h: int, w: int, min_size: int, max_size: int) -> tuple[int, int]:
-  """(h', w') that torchvision's eager transform resizes an h x w image to: floor(side * scale), float64.
-
-  The product is truncated, so a side can land one pixel short: 385 * (800 / 385) = 799.99... -> 799.
-  (Scripted or traced models compute the scale in float32 instead and often get 799 for 800.)
-  """
-  scale = min(min_size / min(h, w), max_size / max(h, w))
-  return int(h * scale), int(w * scale)
 
 
 def _taps(in_len, out_len, n):

@@ -1,7 +1,8 @@
 """A training run that fits a wall-clock budget (``config.train.time_budget_s > 0``).
 
 The loop trains the configured schedule for a few steps, measures its rate, and asks ``fit`` for a
-plan: the configured ``steps`` when they fit what is left of the budget, else fewer steps with the
+plan (and again every REPLAN_EVERY steps until the first lr decay, so that a slow start, a compile or
+another job on the machine does not decide the whole run): the configured ``steps`` when they fit what is left of the budget, else fewer steps with the
 schedule's shape kept (the lr decay points scaled by the same factor; warmup, which is about
 stability rather than length, is kept). Evaluation of a budgeted run happens at the end only, outside
 the budget. The plan is written to the workdir, so a resumed run keeps the schedule it started with.
@@ -15,9 +16,13 @@ import os
 
 from ml_collections import ConfigDict
 
+from mrcnn_jax import outputs
+
 PLAN_FILE = "budget_plan.json"
 MEASURE_FROM, MEASURE_TO = 10, 40  # the rate: steps after the first (compiling) one, past warm-up effects
 MARGIN = 0.96                      # of the remaining time planned for steps; the rest absorbs rate drift
+REPLAN_EVERY = 50                  # steps: the moving window over which the rate is re-measured
+REPLAN_CHANGE = 0.05               # a re-plan moving the steps by less is not worth a compile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +71,7 @@ def describe(plan: Plan, eta: str) -> str:
 
 
 def save(workdir: str, plan: Plan) -> None:
-  with open(os.path.join(workdir, PLAN_FILE), "w") as f:
-    json.dump(dataclasses.asdict(plan), f, indent=1)
+  outputs.write_text(os.path.join(workdir, PLAN_FILE), json.dumps(dataclasses.asdict(plan), indent=1))
 
 
 def load(workdir: str) -> Plan | None:

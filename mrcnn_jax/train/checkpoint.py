@@ -90,7 +90,7 @@ def newest_restorable(manager: ocp.CheckpointManager, restore) -> tuple[int, obj
   """``(step, restore(step))`` for the newest of ``manager``'s steps that restores (None: no steps).
 
   A newer step that does not (half written, or half deleted) is skipped with a warning naming it;
-  when none restores, a UserError names them all and the first one's error."""
+  when none restores, a UserError names them all and the newest one's error."""
   failed = {}
   for step in sorted(manager.all_steps(), reverse=True):
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import time
 
@@ -105,22 +106,29 @@ def _budget_start(tc: ConfigDict, workdir: str) -> budget_lib.Plan | None:
   return plan
 
 
-def _budget_fit(tc: ConfigDict, workdir: str, step: int, elapsed_s: float, seconds_per_step: float,
-                compile_s: float, bar: tqdm.tqdm) -> budget_lib.Plan:
-  """Plans the rest of a budgeted run from process 0's measurements (a shortened schedule costs one
-  more compilation of the step, about ``compile_s``), applies it to ``tc``, saves it, tells the user."""
+def _budget_fit(configured: ConfigDict, tc: ConfigDict, plan: budget_lib.Plan | None, workdir: str,
+                step: int, elapsed_s: float, seconds_per_step: float, compile_s: float,
+                bar: tqdm.tqdm) -> tuple[budget_lib.Plan, bool]:
+  """Plans the rest of a budgeted run from process 0's measurements: ``configured`` (the config's own
+  ``train``) fitted to the budget left (another schedule costs one more compilation of the step, about
+  ``compile_s``). A new plan (the first, or one that moves the steps by more than
+  ``budget_lib.REPLAN_CHANGE``) is applied to ``tc``, saved and told to the user. Returns the plan in
+  force and whether the step must be rebuilt for a changed schedule."""
   if jax.process_count() > 1:                     # one plan for all processes
     seconds_per_step, compile_s = map(float, multihost_utils.broadcast_one_to_all(
         np.array([seconds_per_step, compile_s])))
-  plan = budget_lib.fit(tc, elapsed_s, step, seconds_per_step, compile_s)
-  budget_lib.apply(tc, plan)
-  bar.total = plan.steps
-  seconds_left = (plan.steps - step) * seconds_per_step + (compile_s if plan.shortened else 0)
+  new = budget_lib.fit(configured, elapsed_s, step, seconds_per_step, compile_s)
+  if plan is not None and abs(new.steps - plan.steps) <= budget_lib.REPLAN_CHANGE * plan.steps:
+    return plan, False
+  changed = new.steps != tc.steps
+  budget_lib.apply(tc, new)
+  bar.total = new.steps
+  seconds_left = (new.steps - step) * seconds_per_step + (compile_s if changed else 0)
   eta = time.localtime(time.time() + seconds_left)
   if jax.process_index() == 0:
-    budget_lib.save(workdir, plan)
-    bar.write(budget_lib.describe(plan, time.strftime("%H:%M:%S", eta)))
-  return plan
+    budget_lib.save(workdir, new)
+    bar.write(budget_lib.describe(new, time.strftime("%H:%M:%S", eta)))
+  return new, changed
 
 
 class Stopped(Exception):
@@ -150,12 +158,16 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
   tc = config.train
   if tc.steps < 1:
     raise errors.UserError(f"config.train.steps must be at least 1, got {tc.steps}")
+  if tc.base_lr <= 0:
+    raise errors.UserError(f"config.train.base_lr must be positive, got {tc.base_lr}")
   mesh = mesh_lib.make_mesh()
   batch_size = _check_batch_size(config, mesh)
   data_lib.resolve_classes(config)
   if tc.init_from:
     init_from_lib.take_fields(config, tc.init_from)
   plan = _budget_start(tc, workdir)
+  if "://" not in config.data.data_dir:          # config.json is read from other directories too
+    config.data.data_dir = os.path.abspath(os.path.expanduser(config.data.data_dir))
   main = jax.process_index() == 0
   check_same_model(config, workdir)             # before anything in the workdir changes
   if main:
@@ -183,9 +195,12 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
   watcher = preemption.PreemptionWatcher()
   bar = tqdm.tqdm(total=tc.steps, initial=start, disable=not main, unit="step", dynamic_ncols=True)
   summary, window, previous = {}, [], None
-  measure = ({start + 1, start + budget_lib.MEASURE_FROM, start + budget_lib.MEASURE_TO}
-             if tc.time_budget_s > 0 and plan is None else set())
-  marks = []
+  # A budgeted run times steps 1 (compiling), MEASURE_FROM and MEASURE_TO, plans from that rate, then
+  # re-measures every REPLAN_EVERY steps and re-plans until its first lr decay.
+  configured = tc.copy_and_resolve_references()
+  measure = ([start + 1, start + budget_lib.MEASURE_FROM, start + budget_lib.MEASURE_TO]
+             if tc.time_budget_s > 0 and plan is None else [])
+  marks = {}
   loop_start = tick = time.perf_counter()
   step = start
   try:
@@ -198,18 +213,21 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
       previous = (step, metrics)
       window.append(metrics)
       bar.update(1)
-      if step in measure:                         # [first step (compiles), rate from, rate to]
+      if measure and step == measure[0]:
         jax.block_until_ready(metrics)
-        marks.append(time.perf_counter())
-        if len(marks) == 3:
-          rate = (marks[2] - marks[1]) / (budget_lib.MEASURE_TO - budget_lib.MEASURE_FROM)
-          plan = _budget_fit(tc, workdir, step, time.perf_counter() - begin, rate,
-                             compile_s=marks[0] - loop_start - rate, bar=bar)
-          if plan.shortened:                      # same optimizer state, another lr schedule
+        marks[measure.pop(0)] = time.perf_counter()
+        if not measure:                           # rate over the steps since the last mark
+          first, last = sorted(marks)[0], sorted(marks)[-2]
+          rate = (marks[step] - marks[last]) / (step - last)
+          plan, changed = _budget_fit(configured, tc, plan, workdir, step, marks[step] - begin, rate,
+                                      compile_s=marks[first] - loop_start - rate, bar=bar)
+          if changed:                             # same optimizer state, another lr schedule
             tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
             step_fn = train_step_lib.make_train_step(graphdef, tx, schedule, mesh, freeze_at)
             if main:
               save_config(config, workdir)
+          if step + budget_lib.REPLAN_EVERY < min(plan.decay_steps, default=plan.steps):
+            measure.append(step + budget_lib.REPLAN_EVERY)
 
       saving = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
       stop = watcher.should_stop(step)

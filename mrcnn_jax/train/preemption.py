@@ -31,9 +31,10 @@ class PreemptionWatcher:
       self.previous = {signum: signal.signal(signum, self._on_signal) for signum in handled}
 
   def _on_signal(self, signum, frame):
-    del frame
-    if signum == signal.SIGINT and self.signal == signal.SIGINT:
-      raise KeyboardInterrupt  # the second Ctrl-C
+    if signum == signal.SIGINT and self.signal == signal.SIGINT:  # the second Ctrl-C
+      if callable(self.previous.get(signum)):
+        self.previous[signum](signum, frame)  # the command line's: exit at once (errors.exit_on_ctrl_c)
+      raise KeyboardInterrupt
     name = signal.Signals(signum).name
     again = " (Ctrl-C again to exit without saving)" if signum == signal.SIGINT else ""
     logging.warning("%s received: saving a checkpoint after this step, then exiting%s.", name, again)

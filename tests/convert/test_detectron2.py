@@ -131,13 +131,16 @@ def test_config_reproduces_detectron2s_inference_settings():
   assert (m.roi.sampling_ratio, m.roi.max_sampling_ratio) == (0, 8)
   assert (config.data.canvas, config.data.min_size, config.data.max_size) == (1024, 800, 1024)
   assert detectron2.detectron2_config(zero_weights()).data.canvas == 1344  # 1333 rounded up to 32
+  assert (config.data.size_divisibility, config.data.resize, m.padding) == (32, "pil", "normalized")
   coco = detectron2.detectron2_config(zero_weights(80))
   assert coco.class_names == COCO_CLASSES and coco.model.roi.candidates_per_image == 80_000
 
 
 def test_sizes_past_the_canvas_are_refused():
-  with pytest.raises(UserError, match="max_size 1333 exceeds data.canvas 512"):
+  with pytest.raises(UserError, match=r"max_size \(1333\) must be <= the longest side of config.data.canvas \(512\)"):
     detectron2.detectron2_config(zero_weights(), {"data.canvas": 512})
+  with pytest.raises(UserError, match="size_divisibility must be 0 .* or a multiple of 32"):
+    detectron2.detectron2_config(zero_weights(), {"data.size_divisibility": 48})
 
 
 def test_c4_and_unknown_depths_are_refused():

@@ -126,7 +126,8 @@ def test_config_reproduces_torchvisions_inference_settings():
   assert (m.roi.score_threshold, m.roi.nms_threshold, m.roi.detections_per_image) == (0.05, 0.5, 100)
   assert m.mask.paste_border == "torchvision"
   assert (config.data.canvas, config.data.min_size, config.data.max_size) == (1024, 800, 1024)
-  with pytest.raises(UserError, match="max_size 1333 exceeds data.canvas 512"):
+  assert (config.data.size_divisibility, config.data.resize, m.padding) == (32, "torchvision", "normalized")
+  with pytest.raises(UserError, match=r"max_size \(1333\) must be <= the longest side of config.data.canvas \(512\)"):
     torchvision.torchvision_config(zero_weights(tv_shapes()), {"data.canvas": 512})
 
 

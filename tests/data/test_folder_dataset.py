@@ -147,3 +147,16 @@ def test_photos_are_stored_upright_and_a_size_only_the_stored_pixels_match_names
   assert error == (f"{path}: image is 40x60 upright, after its EXIF orientation 6 (60x40 as stored: were the "
                    "annotations made on the stored pixels?), annotations say 60x40")
 
+
+
+def test_preparing_a_name_again_from_other_annotations_is_refused(tmp_path):
+  ann, images, _ = write_coco_folder(str(tmp_path / "src"), bad_images=False)
+  data_dir = str(tmp_path / "tfds")
+  prepare.prepare_folder("again", data_dir, [f"validation={ann}"], [f"validation={images}"])
+  assert prepare.prepare_folder("again", data_dir, [f"validation={ann}"], [f"validation={images}"])[1] == {}
+  data = json.loads(open(ann).read())
+  data["annotations"] = data["annotations"][:1]
+  with open(ann, "w") as f:
+    json.dump(data, f)
+  with pytest.raises(ValueError, match=r"dataset 'again' was prepared at .* from other annotations: delete that folder"):
+    prepare.prepare_folder("again", data_dir, [f"validation={ann}"], [f"validation={images}"])

@@ -39,6 +39,7 @@ def test_resize_and_pad_gives_the_pipelines_image_fields():
   record = _record(image, np.zeros((0, 50, 100), bool), [])
   example = preprocess.preprocess(record, canvases=((96, 96),), min_size=64, max_size=96, max_instances=2, mask_size=8)
   fields = resize.resize_and_pad(image, data_config(canvas=96, min_size=64, max_size=96))
+  assert fields.pop("canvas") == (96, 96)
   assert set(fields) == {"image", "image_size", "scale", "original_size"}
   for name, value in fields.items():
     np.testing.assert_array_equal(value, example[name], err_msg=name)

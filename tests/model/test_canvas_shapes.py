@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import synthetic_batch
 from mrcnn_jax import build_model
 from mrcnn_jax.model.rpn import anchors
 
@@ -35,10 +34,10 @@ def test_what_the_padding_is_made_of(make_config, padding):
   assert same == (padding == "normalized")
 
 
-def test_losses_and_detect_on_a_non_square_canvas(make_config, jit_losses, jit_detect):
+def test_losses_and_detect_on_a_non_square_canvas(make_config, make_batch, jit_losses, jit_detect):
   config = make_config()
   model = build_model(config)
-  batch = synthetic_batch(config)
+  batch = make_batch(config)
   wide = {k: v for k, v in batch.items()}
   wide["image"] = np.concatenate([batch["image"], np.zeros_like(batch["image"][:, :, :32])], axis=2)  # 64x96
   losses = jit_losses(model, {k: jnp.asarray(v) for k, v in wide.items()}, jax.random.key(0))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn_jax.ops.resize import resize_bilinear, torchvision_resized_size
+from mrcnn_jax.data.resize import torchvision_resized_size
+from mrcnn_jax.ops.resize import resize_bilinear
 
 TV_NATURAL = os.path.join(os.environ.get("MRCNN_TV_ORACLE", os.path.join(os.path.dirname(__file__),
                                                                         "../../../tv_oracle")), "natural")

@@ -167,6 +167,14 @@ def test_bad_config_is_refused_before_building_the_model(stand_in, trainer_confi
     loop.train(config, str(tmp_path))
 
 
+def test_a_learning_rate_that_is_not_positive_is_refused(trainer_config, tmp_path):
+  config = trainer_config.copy_and_resolve_references()
+  config.train.base_lr = -0.02
+  with pytest.raises(UserError, match=r"config.train.base_lr must be positive, got -0.02"):
+    loop.train(config, str(tmp_path))
+  assert not (tmp_path / "config.json").exists()
+
+
 def test_classes_come_from_the_dataset_when_unset(stand_in, trainer_config, tmp_path):
   stand_in(lambda n, batch: batch)
   config = trainer_config.copy_and_resolve_references()
@@ -174,6 +182,16 @@ def test_classes_come_from_the_dataset_when_unset(stand_in, trainer_config, tmp_
   loop.train(config, str(tmp_path))
   saved = json.loads((tmp_path / "config.json").read_text())
   assert (saved["num_classes"], saved["class_names"]) == (4, ["circle", "square", "triangle", "bar"])
+
+
+def test_the_saved_data_dir_is_absolute(stand_in, trainer_config, tmp_path, monkeypatch):
+  stand_in(lambda n, batch: batch)
+  config = trainer_config.copy_and_resolve_references()
+  data_dir = config.data.data_dir
+  monkeypatch.chdir(os.path.dirname(data_dir))
+  config.data.data_dir, config.train.steps = os.path.basename(data_dir), 1
+  loop.train(config, str(tmp_path))
+  assert json.loads((tmp_path / "config.json").read_text())["data"]["data_dir"] == data_dir
 
 
 def test_workdir_has_config_and_metrics(stand_in, trainer_config, tmp_path):
@@ -277,6 +295,30 @@ def test_a_time_budget_shortens_the_schedule_and_a_resumed_run_keeps_it(stand_in
   config.train.steps, config.train.time_budget_s = 100, 80.0
   state, _ = loop.train(config, str(tmp_path))
   assert int(state["step"]) == 78
+
+
+def test_a_time_budget_re_measures_and_re_plans_until_the_first_lr_decay(stand_in, trainer_config, tmp_path,
+                                                                          monkeypatch, capsys):
+  clock = FakeClock(step_s=1.0)
+  monkeypatch.setattr(loop.time, "perf_counter", clock)
+
+  def slow_start(n, batch):                                   # 1 s/step while compiling and warming up
+    clock.step_s = 1.0 if n <= 40 else 0.25
+    return clock.batch(n, batch)
+  stand_in(slow_start)
+  config = trainer_config.copy_and_resolve_references()
+  t = config.train
+  t.steps, t.decay_steps, t.lr_schedule, t.log_every, t.checkpoint_every = 400, (320, 360), "step", 50, 0
+  t.time_budget_s, t.eval_every = 200.0, -1
+  state, _ = loop.train(config, str(tmp_path))
+  # Step 40: 1 s/step leaves 0.96 * 160 s for 153 more steps (decay at 154, 174). Step 90: 0.25 s/step
+  # over 40-90, so the 310 steps left need 78 s of the 142 s left: the configured schedule after all.
+  out = capsys.readouterr().out
+  assert "training 193 steps instead" in out
+  assert "0.25 s/step measured, so the configured 400 steps need ~100 s and fit" in out
+  assert int(state["step"]) == 400
+  saved = json.loads((tmp_path / "config.json").read_text())["train"]
+  assert (saved["steps"], saved["decay_steps"]) == (400, [320, 360])
 
 
 def test_a_time_budget_that_fits_trains_the_configured_steps(stand_in, trainer_config, tmp_path,
