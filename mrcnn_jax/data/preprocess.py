@@ -71,8 +71,9 @@ def preprocess(record: dict, *, canvases, min_size: int, max_size: int, max_inst
   out["gt_crowd"][:n] = crowd[order]
   out["gt_valid"][:n] = True
   if num_keypoints:
-    resized = keypoints.resize(record["keypoints"], (height, width), new_h, new_w)
-    out["gt_keypoints"][:n] = resized.reshape(-1, num_keypoints, 3)[order]
+    # [N, K, 3]; an image without instances may come as [0] from the dataset
+    found = np.reshape(record["keypoints"], (-1, num_keypoints, 3))
+    out["gt_keypoints"][:n] = keypoints.resize(found, (height, width), new_h, new_w)[order]
 
   if flip:
     image = image[:, ::-1]

@@ -100,6 +100,16 @@ def test_preprocess_scales_and_flips_keypoints(flip):
   assert not example["gt_keypoints"][1:].any()          # the crowd region (no keypoints), padding
 
 
+def test_an_image_without_instances_has_only_padding_keypoints():
+  """The dataset gives an image without figures keypoints of shape [0] (no K): blank slots, no error."""
+  record = dict(_record([[[1, 1, 2], [2, 2, 2]]], [False]), boxes=np.zeros((0, 4)), classes=[], crowd=[],
+                masks=None, keypoints=np.zeros((0,), np.float32))
+  example = preprocess.preprocess(record, canvases=((64, 64),), min_size=40, max_size=50, max_instances=2,
+                                  mask_size=4, flip=True, num_keypoints=2, flip_map=((0, 1),))
+  assert example["gt_keypoints"].shape == (2, 2, 3) and not example["gt_keypoints"].any()
+  assert not example["gt_valid"].any()
+
+
 def test_batches_without_keypoints_have_no_field():
   example = preprocess.preprocess(_record([[[1, 1, 2], [2, 2, 2]]], [False]), canvases=((64, 64),),
                                   min_size=40, max_size=50, max_instances=2, mask_size=4)
