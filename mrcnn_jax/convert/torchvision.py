@@ -5,18 +5,20 @@ and ResNet ImageNet classifiers.
     python -m mrcnn_jax.convert torchvision keypointrcnn_resnet50_fpn_coco-fc266e95.pth --out runs/tv_kp
     python -m mrcnn_jax.convert torchvision resnet50-0676ba61.pth --out runs/r50_imagenet   # backbone only
 
-The names tell what a file holds: ``backbone.body.*`` with ``roi_heads.*`` is a Mask R-CNN or a Keypoint
-R-CNN (the zoo file or ``torch.save(model.state_dict())`` of a fine-tuned one; its classes are read from
-the predictor's shape, its keypoints from ``keypoint_predictor.kps_score_lowres``); ``layer1.0.conv1.weight`` with ``fc.weight`` is a classifier, whose trunk alone is written at its
-path in an FPN model (``backbone/bottom_up/...``, ``config.pretrained.backbone_only``), to start
-training from. The ResNet's depth and width come from its blocks and stem (``common.resnet_fields``).
+The names tell what a file holds: ``backbone.body.*`` with ``roi_heads.*`` is a Mask R-CNN or a Keypoint R-CNN
+(the zoo file or ``torch.save(model.state_dict())`` of a fine-tuned one; its classes are read from the
+predictor's shape, its keypoints from ``keypoint_predictor.kps_score_lowres``); ``layer1.0.conv1.weight`` with
+``fc.weight`` is a classifier, whose trunk alone is written at its path in an FPN model
+(``backbone/bottom_up/...``, ``config.pretrained.backbone_only``), to start training from. The ResNet's depth
+and width come from its blocks and stem (``common.resnet_fields``).
 
 Names: ``NAME_RULES`` (regex substitutions) take both torchvision >= 0.13's names (``inner_blocks.0.0``,
 ``rpn.head.conv.0.0``, ``mask_head.0.0``) and the older ones (``inner_blocks.0``, ``rpn.head.conv``,
-``mask_head.mask_fcn1``); the keypoint head's Sequential (``keypoint_head.0``, ``.2``, ... : conv, ReLU,
-...) becomes Detectron2's ``conv_fcn1``, ``conv_fcn2``, ..., ``kps_score_lowres`` its ``score_lowres``. Layouts (``to_ours``): ``common.pytorch_layout``; fc6 from the (C,7,7)
-flatten of NCHW RoI features to our (7,7,C) one; ``bbox_pred``'s rows for the background class and
-``mask_fcn_logits``'s background channel dropped. Class 0 is the background in both.
+``mask_head.mask_fcn1``); the keypoint head's Sequential (``keypoint_head.0``, ``.2``, ... : conv, ReLU, ...)
+becomes Detectron2's ``conv_fcn1``, ``conv_fcn2``, ..., ``kps_score_lowres`` its ``score_lowres``. Layouts
+(``to_ours``): ``common.pytorch_layout``; fc6 from the (C,7,7) flatten of NCHW RoI features to our (7,7,C)
+one; ``bbox_pred``'s rows for the background class and ``mask_fcn_logits``'s background channel dropped. Class
+0 is the background in both.
 
 Classes: torchvision's num_classes counts the background. A 91-class model is torchvision's COCO
 layout (label = COCO category id, 10 ids unused: "N/A"); its 80 used classes are kept, in
@@ -24,15 +26,15 @@ layout (label = COCO category id, 10 ids unused: "N/A"); its 80 used classes are
 softmax: scores rise by the probability those slots had (never a training target, so small).
 
 ``torchvision_config`` reproduces torchvision's inference (meta.json of the oracle in
-``../shared/oracles/torchvision_r50_fpn`` cites each fact): RGB, mean (0.485, 0.456, 0.406) and std
-(0.229, 0.224, 0.225) of the 0..1 scale, frozen BN, stride in the 3x3 convs, test sizes 800 / 1333, cell
-anchors rounded to integers, proposals narrower than 1e-3 px dropped, RoIAlign aligned=False with 2x2
-samples, detections narrower than 1e-2 px dropped, every (proposal, class) candidate to NMS, its mask
-paste, and its keypoint score (the bicubic logit at the argmax: ``model.keypoint.score`` "logit"; the
-positions are Detectron2's, whose decode torchvision's is). The rest (P6, RPN top-k and NMS, level assignment, box coder, thresholds) is the base config's,
-up to two boundary cases: torchvision keeps proposals of width >= 1e-3 where we
-keep > 1e-3, and its level rule adds 1e-6 after the log2 where ours adds 1e-8 inside it (RoIs within
-~1e-6 of a level's size; none of the oracle's 1000).
+``../shared/oracles/torchvision_r50_fpn`` cites each fact): RGB, mean (0.485, 0.456, 0.406) and std (0.229,
+0.224, 0.225) of the 0..1 scale, frozen BN, stride in the 3x3 convs, test sizes 800 / 1333, cell anchors
+rounded to integers, proposals narrower than 1e-3 px dropped, RoIAlign aligned=False with 2x2 samples,
+detections narrower than 1e-2 px dropped, every (proposal, class) candidate to NMS, its mask paste, and its
+keypoint score (the bicubic logit at the argmax: ``model.keypoint.score`` "logit"; the positions are
+Detectron2's, whose decode torchvision's is). The rest (P6, RPN top-k and NMS, level assignment, box coder,
+thresholds) is the base config's, up to two boundary cases: torchvision keeps proposals of width >= 1e-3 where
+we keep > 1e-3, and its level rule adds 1e-6 after the log2 where ours adds 1e-8 inside it (RoIs within ~1e-6
+of a level's size; none of the oracle's 1000).
 
 torchvision pads the normalised image with zeros, we pad pixels with black before normalising: outputs
 are the same only where nothing is padded (docs/weights.md).

@@ -69,6 +69,25 @@ def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, 
   return len(pairs) / len(boxes), float(score), float(box), float(mask_iou)
 
 
+def keypoint_agreement(boxes, scores, keypoints, ours: dict) -> tuple[float, float, float, str]:
+  """A reference's person detections of one image (boxes [n,4], scores [n], keypoints [n,K,3]: x, y,
+  score) against ours (``Detections.image``): (fraction matched, max score difference, fraction of the
+  matched detections' keypoints within 1 px with score difference < 1e-3, the measurements in words)."""
+  pairs = matched_pairs(boxes, np.ones(len(boxes), int), ours)
+  if not pairs:
+    return 0.0, np.inf, 0.0, f"none of the reference's {len(boxes)} detections matched"
+  r, j = (np.asarray(v) for v in zip(*pairs))
+  score = float(np.abs(scores[r] - ours["scores"][j]).max())
+  distance = np.linalg.norm(keypoints[r, :, :2] - ours["keypoints"][j, :, :2], axis=-1)
+  keypoint_score = np.abs(keypoints[r, :, 2] - ours["keypoints"][j, :, 2])
+  close = float(((distance <= 1.0) & (keypoint_score < 1e-3)).mean())
+  words = (f"{len(pairs)} of the reference's {len(boxes)} detections matched ({len(ours['scores'])} ours), "
+           f"score |d| <= {score:.1e}; keypoints within 1 px with score |d| < 1e-3: {close:.1%} of "
+           f"{distance.size}, max distance {distance.max():.2f} px, keypoint score |d| <= "
+           f"{keypoint_score.max():.1e} (median {np.median(keypoint_score):.1e})")
+  return len(pairs) / len(boxes), score, close, words
+
+
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
   """IoU of two boolean masks; 1 when both are empty (a box too small for any pixel to reach 0.5)."""
   union = (a | b).sum()

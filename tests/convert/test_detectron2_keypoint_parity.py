@@ -63,22 +63,10 @@ def test_converted_config_is_detectron2s_keypoint_model(parity):
 @pytest.mark.parametrize("i", IMAGES)
 def test_detections_and_keypoints_match_detectron2(parity, i):
   _, ref, det = parity
-  ours = det[i]
-  boxes, scores, keypoints = ref[f"img{i}_boxes"], ref[f"img{i}_scores"], ref[f"img{i}_keypoints"]
-  pairs = oracles.matched_pairs(boxes, np.ones(len(boxes), int), ours)
-  assert pairs, f"image {i}: none of Detectron2's {len(boxes)} detections matched"
-  r, j = (np.asarray(v) for v in zip(*pairs))
-  score_diff = np.abs(scores[r] - ours["scores"][j]).max()
-  distance = np.linalg.norm(keypoints[r, :, :2] - ours["keypoints"][j, :, :2], axis=-1)
-  keypoint_score_diff = np.abs(keypoints[r, :, 2] - ours["keypoints"][j, :, 2])
-  close = (distance <= 1.0) & (keypoint_score_diff < 1e-3)
-  measured = (f"image {i}: {len(pairs)} of Detectron2's {len(boxes)} detections matched ({len(ours['scores'])} "
-              f"ours), score |d| <= {score_diff:.1e}; keypoints within 1 px with score |d| < 1e-3: "
-              f"{close.mean():.1%} of {close.size}, max distance {distance.max():.2f} px, keypoint score "
-              f"|d| <= {keypoint_score_diff.max():.1e} (median {np.median(keypoint_score_diff):.1e})")
-  print(measured)
-  assert len(pairs) >= 0.95 * len(boxes) and score_diff < 1e-3, measured
-  assert close.mean() >= 0.95, measured
+  matched, score, close, measured = oracles.keypoint_agreement(ref[f"img{i}_boxes"], ref[f"img{i}_scores"],
+                                                               ref[f"img{i}_keypoints"], det[i])
+  print(f"image {i}: {measured}")
+  assert matched >= 0.95 and score < 1e-3 and close >= 0.95, measured
 
 
 def test_keypoint_head_gives_detectron2s_heatmaps_on_its_boxes(parity):

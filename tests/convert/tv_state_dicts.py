@@ -1,5 +1,6 @@
 """Names and shapes of torchvision state dicts, written out without torch: ``maskrcnn_resnet50_fpn``,
-``keypointrcnn_resnet50_fpn`` and ResNet classifiers (test_torchvision_parity.py checks ``tv_shapes`` against the oracle's real checkpoint)."""
+``keypointrcnn_resnet50_fpn`` and ResNet classifiers (test_torchvision_parity.py checks ``tv_shapes``
+against the oracle's real checkpoint)."""
 
 RESNET_STAGES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
