@@ -13,7 +13,7 @@ trained for ``steps`` with the preset's schedule scaled to them and evaluated on
 
 import os
 
-from experiments import paper
+from experiments import paper, sweep
 from experiments.sweep import Claim, Gap, Row, Score, SubTable
 from mrcnn_jax.configs import keypoints_tiny, tiny
 
@@ -31,13 +31,7 @@ def base_config(steps: int = DEFAULT_STEPS):
   config = keypoints_tiny.get_config()
   config.model.mask_on = False
   config.model.roi.sampling_ratio = 2
-  t = config.train
-  t.warmup_steps = max(1, round(steps * t.warmup_steps / t.steps))
-  t.decay_steps = tuple(round(steps * s / t.steps) for s in t.decay_steps)
-  t.steps = steps
-  t.checkpoint_every = min(250, steps)
-  t.eval_every = 0
-  return config
+  return sweep.scaled(config, steps)
 
 
 SUBTABLES = (

@@ -84,6 +84,18 @@ class Arm:
   rows: tuple[str, ...]
 
 
+def scaled(config: ml_collections.ConfigDict, steps: int) -> ml_collections.ConfigDict:
+  """``config`` trained for ``steps``: warmup and lr decays keep their share of its steps; checkpoints
+  at most every 250 steps; evaluated once, at the end."""
+  t = config.train
+  t.warmup_steps = max(1, round(steps * t.warmup_steps / t.steps))
+  t.decay_steps = tuple(round(steps * s / t.steps) for s in t.decay_steps)
+  t.steps = steps
+  t.checkpoint_every = min(250, steps)
+  t.eval_every = 0
+  return config
+
+
 def _get(config, key: str):
   node = config
   for part in key.split("."):

@@ -60,25 +60,15 @@ def keypoint_config(make_config, **overrides):
                         "mask_on": False, **overrides})
 
 
-def test_training_with_keypoints_and_no_masks(make_config, make_batch):
+def test_training_with_keypoints_and_no_masks(make_config, make_batch, train_step):
   config = keypoint_config(make_config)
   model = build_model(config)
   assert not hasattr(model.roi_heads, "mask_head")
   batch = make_batch(config)
   optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
-
-  @nnx.jit
-  def step(model, optimizer, batch, key):
-    def loss_fn(model):
-      losses = model.losses(batch, key)
-      return sum(losses.values()), losses
-    (_, losses), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-    optimizer.update(model, grads)
-    return losses, grads
-
   history = []
-  for i in range(8):
-    losses, grads = step(model, optimizer, batch, jax.random.key(0))
+  for _ in range(8):
+    losses, grads = train_step(model, optimizer, batch, jax.random.key(0))
     history.append(float(losses["keypoint"]))
   assert set(losses) == {"rpn_cls", "rpn_box", "cls", "box", "keypoint"}
   assert np.log(56 * 56) - 1 < history[0] < np.log(56 * 56) + 1   # about uniform at the start
