@@ -1,19 +1,25 @@
-"""The paper's numbers for the rows that experiments/table2.py reproduces.
+"""The paper's numbers for the rows that experiments/table2.py and keypoints.py reproduce.
 
 He, Gkioxari, Dollar, Girshick, "Mask R-CNN", ICCV 2017 (arXiv:1703.06870), Table 2 (COCO minival,
 AP in points). Keys: "<sub-table>/<row>" with the paper's sub-table letters. Each value maps
 "segm/AP", "segm/AP50", "segm/AP75" (the paper's mask AP columns) and, where the paper gives them
 (Table 2d only), "bbox/AP", "bbox/AP50", "bbox/AP75". The class-agnostic number is from the text of
-Section 4.2, which gives mask AP only. RoIWarp and RoIAlign rows are the paper's "ave" variants:
+Section 4.2, which gives mask AP only; Table 6's keypoint rows map "keypoints/AP", "keypoints/AP50",
+"keypoints/AP75". RoIWarp and RoIAlign rows are the paper's "ave" variants:
 ours average their bilinear samples.
 """
 
 SOURCE = "He et al., Mask R-CNN, ICCV 2017 (arXiv:1703.06870), Table 2"
+KEYPOINT_SOURCE = "He et al., Mask R-CNN, ICCV 2017 (arXiv:1703.06870), Table 6"
 AGNOSTIC_SOURCE = "He et al., Mask R-CNN, ICCV 2017 (arXiv:1703.06870), Section 4.2 (text)"
 
 
 def _mask(ap, ap50, ap75):
   return {"segm/AP": ap, "segm/AP50": ap50, "segm/AP75": ap75}
+
+
+def _keypoints(ap, ap50, ap75):
+  return {"keypoints/AP": ap, "keypoints/AP50": ap50, "keypoints/AP75": ap75}
 
 
 def _box(ap, ap50, ap75):
@@ -46,4 +52,7 @@ NUMBERS = {
     # Section 4.2: class-specific vs. class-agnostic masks (ResNet-50-C4), mask AP only.
     "4.2/class-specific": {"segm/AP": 30.3},
     "4.2/class-agnostic": {"segm/AP": 29.7},
+    # Table 6: RoIAlign vs. RoIPool for keypoint detection (ResNet-50-FPN), keypoint AP.
+    "6/RoIPool": _keypoints(59.8, 86.2, 66.7),
+    "6/RoIAlign": _keypoints(64.2, 86.6, 69.7),
 }

@@ -22,8 +22,9 @@ from experiments.sweep import METRICS, Claim, Gap, Score, rows_by_id
 README_BEGIN = "<!-- RESULTS:BEGIN (written by python -m experiments.run ... --readme) -->"
 README_END = "<!-- RESULTS:END -->"
 NOT_RUN = "—"
-PAPER_COLUMNS = {"segm/AP": "paper mask AP", "segm/AP50": "paper AP50", "segm/AP75": "paper AP75",
-                 "bbox/AP": "paper box AP"}
+COLUMNS = {"segm/AP": "mask AP", "segm/AP50": "AP50", "segm/AP75": "AP75", "bbox/AP": "box AP",
+           "keypoints/AP": "keypoint AP", "keypoints/AP50": "AP50", "keypoints/AP75": "AP75"}
+PAPER_COLUMNS = {m: f"paper {label}" for m, label in COLUMNS.items()}
 
 
 def row_stats(results: dict) -> dict:
@@ -119,7 +120,7 @@ def header(results: dict) -> str:
   when = "" if not dates else f", {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
   machines = sorted({run["machine"] for run in runs if "machine" in run})
   on = f" on {'; '.join(machines)}" if machines else ""
-  return (f"Ours: COCO mask and box AP (points) on {', '.join(data) or '?'}, "
+  return (f"Ours: COCO AP (points) on {', '.join(data) or '?'}, "
           f"mean ± std over seeds (no std with one seed); {len(runs)} finished runs of "
           f"{', '.join(map(str, steps)) or '?'} training steps, {wall / 3600:.1f} h of training and "
           f"evaluation in all{when}{on}. The paper's numbers are COCO minival (ResNet-50/101, 1x "
@@ -163,20 +164,19 @@ def markdown(subtables, results: dict, header: str = "") -> str:
   claims = verdicts(subtables, stats)
   lines = [header] if header else []
   for table in subtables:
-    paper_metrics = ["segm/AP", "segm/AP50", "segm/AP75"]
-    if any("bbox/AP" in paper_lib.NUMBERS.get(r.paper, {}) for r in table.rows):
-      paper_metrics.append("bbox/AP")
+    paper_metrics = list(table.metrics[:3]) + [  # the score's three, and the rest where the paper has them
+        m for m in table.metrics[3:] if any(m in paper_lib.NUMBERS.get(r.paper, {}) for r in table.rows)]
     lines += [f"### ({table.key}) {table.title}", "",
               f"Paper: {table.source}. {table.note}".rstrip(), "",
-              "| row | arm | seeds | mask AP | AP50 | AP75 | box AP | "
+              "| row | arm | seeds | " + " | ".join(COLUMNS[m] for m in table.metrics) + " | "
               + " | ".join(PAPER_COLUMNS[m] for m in paper_metrics)
               + " | agrees with the paper's direction? |",
-              "|" + "---|" * (8 + len(paper_metrics))]
+              "|" + "---|" * (4 + len(table.metrics) + len(paper_metrics))]
     for row in table.rows:
       ours = stats.get(row.id, {})
-      n = ours.get("segm/AP", (0, 0, 0))[2]
+      n = ours.get(table.metrics[0], (0, 0, 0))[2]
       cells = [row.label, f"`{arm_of.get(row.id, row.id)}`", str(n)]
-      cells += [_cell(ours.get(m)) for m in ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP")]
+      cells += [_cell(ours.get(m)) for m in table.metrics]
       cells += [_paper_cell(row, m) for m in paper_metrics]
       cells.append("<br>".join(claims.get(row.id, [])) or "")
       lines.append("| " + " | ".join(cells) + " |")
@@ -186,7 +186,8 @@ def markdown(subtables, results: dict, header: str = "") -> str:
 
 
 def plot(subtables, results: dict, path: str):
-  """Grouped bars per sub-table: our mask AP (mean, std error bars) beside the paper's, per row."""
+  """Grouped bars per sub-table: our score (its first metric: mean, std error bars) beside the
+  paper's, per row."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -196,14 +197,15 @@ def plot(subtables, results: dict, path: str):
   fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
   for ax, table in zip(axes.flat, subtables):
     x = np.arange(len(table.rows))
-    ours = [stats.get(r.id, {}).get("segm/AP", (np.nan, 0.0, 0)) for r in table.rows]
-    theirs = [paper_lib.NUMBERS.get(r.paper, {}).get("segm/AP", np.nan) if r.paper else np.nan
+    metric = table.metrics[0]
+    ours = [stats.get(r.id, {}).get(metric, (np.nan, 0.0, 0)) for r in table.rows]
+    theirs = [paper_lib.NUMBERS.get(r.paper, {}).get(metric, np.nan) if r.paper else np.nan
               for r in table.rows]
-    ax.bar(x - 0.2, [o[0] for o in ours], 0.4, yerr=[o[1] for o in ours], capsize=4, label="ours (shapes)")
+    ax.bar(x - 0.2, [o[0] for o in ours], 0.4, yerr=[o[1] for o in ours], capsize=4, label="ours (synthetic)")
     ax.bar(x + 0.2, theirs, 0.4, color="0.75", hatch="//", label="paper (COCO)")
     ax.set_xticks(x, [r.label for r in table.rows], rotation=20, ha="right", fontsize=8)
     ax.set_title(f"({table.key}) {table.title}", fontsize=9)
-    ax.set_ylabel("mask AP")
+    ax.set_ylabel(COLUMNS[metric])
     ax.legend(fontsize=7)
   for ax in list(axes.flat)[len(subtables):]:
     ax.axis("off")
@@ -223,7 +225,7 @@ def update_readme(readme: str, table_md: str, png: str | None = None):
   body = table_md
   if png:
     link = os.path.relpath(os.path.abspath(png), os.path.dirname(os.path.abspath(readme)))
-    body += f"\n![mask AP per arm]({link})\n"
+    body += f"\n![AP per arm]({link})\n"
   text = pattern.sub(lambda _: f"{README_BEGIN}\n{body}\n{README_END}", text)
   with open(readme, "w") as f:
     f.write(text)

@@ -7,8 +7,8 @@
 Each arm (a distinct config of the sweep, see experiments/sweep.py) and seed k trains in
 W/<arm>/seed<k> with ``mrcnn_jax.train.loop.train`` (config.train.seed = k), in this process, one
 after the other, seed 0 of every arm before any seed 1. A finished run writes R/<arm>/seed<k>.json
-(R = experiments/results by default, W/results with --quick): its metrics, cost, date, machine and
-config. That file is what marks the run done: runs that have one are skipped, so a sweep resumes
+(R = the sweep module's RESULTS, else experiments/results; W/results with --quick): its metrics,
+cost, date, machine and config. That file is what marks the run done: runs that have one are skipped, so a sweep resumes
 from the committed results of a fresh clone (and from W's checkpoints for the run in progress). A
 result or workdir that holds a different config is an error. Sweep processes may share W, say one
 per core of a CPU whose convolutions scale badly across threads (``taskset -c 0 python -m
@@ -225,10 +225,11 @@ def _eta(results: str, todo, durations) -> str:
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("sweep", help="sweep module under experiments/ (table2)")
+  parser.add_argument("sweep", help="sweep module under experiments/ (table2, keypoints)")
   parser.add_argument("--workdir", default=None, help="the trainers' workdirs (needed unless --report-only)")
   parser.add_argument("--results", default=None,
-                      help="result files and report (default: experiments/results; W/results with --quick)")
+                      help="result files and report (default: the sweep's RESULTS, else "
+                           "experiments/results; W/results with --quick)")
   parser.add_argument("--seeds", type=int, default=None,
                       help="seeds 0..N-1 per arm (default: the sweep's DEFAULT_SEEDS, 1 with --quick)")
   parser.add_argument("--steps", type=int, default=None,
@@ -243,8 +244,8 @@ def parse_args(argv):
   args, rest = parser.parse_known_args(argv)
   if args.workdir is None and (not args.report_only or args.quick and not args.results):
     parser.error("--workdir is required (with --report-only too when --quick has no --results)")
-  if args.results is None:
-    args.results = os.path.join(args.workdir, "results") if args.quick else RESULTS
+  if args.results is None and args.quick:
+    args.results = os.path.join(args.workdir, "results")
   try:
     return args, configs.parse_overrides(rest)
   except ValueError as e:
@@ -268,7 +269,7 @@ def main(argv=None):
   configs.override(base, {**data, **extra})
   arm_list = sweep.arms(module.SUBTABLES, module.base_config())
   selected = sweep.select(arm_list, module.SUBTABLES, args.only)
-  results = args.results
+  results = args.results or getattr(module, "RESULTS", RESULTS)
 
   if not args.report_only:
     pipeline.resolve_classes(base.copy_and_resolve_references())  # data prepared? before any run folder

@@ -15,7 +15,9 @@ import dataclasses
 import ml_collections
 
 
-METRICS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP50", "bbox/AP75")
+METRICS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP50", "bbox/AP75",
+           "keypoints/AP", "keypoints/AP50", "keypoints/AP75")
+MASK_COLUMNS = ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP")  # a sub-table's columns: the first is its score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SubTable:
   claims: tuple[Claim, ...] = ()
   source: str = ""
   note: str = ""
+  metrics: tuple[str, ...] = MASK_COLUMNS  # columns shown (METRICS); the first is plotted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +82,18 @@ class Arm:
   name: str
   overrides: dict
   rows: tuple[str, ...]
+
+
+def scaled(config: ml_collections.ConfigDict, steps: int) -> ml_collections.ConfigDict:
+  """``config`` trained for ``steps``: warmup and lr decays keep their share of its steps; checkpoints
+  at most every 250 steps; evaluated once, at the end."""
+  t = config.train
+  t.warmup_steps = max(1, round(steps * t.warmup_steps / t.steps))
+  t.decay_steps = tuple(round(steps * s / t.steps) for s in t.decay_steps)
+  t.steps = steps
+  t.checkpoint_every = min(250, steps)
+  t.eval_every = 0
+  return config
 
 
 def _get(config, key: str):

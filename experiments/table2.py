@@ -16,7 +16,7 @@ per image, not 128 (the budget). The stride-32 rows add RoIWarp, which the paper
 only.
 """
 
-from experiments import paper
+from experiments import paper, sweep
 from experiments.sweep import Claim, Gap, Row, Score, SubTable
 from mrcnn_jax.configs import shapes_tiny, tiny
 
@@ -50,13 +50,7 @@ def base_config(steps: int = DEFAULT_STEPS):
   config = shapes_tiny.get_config()
   config.model.roi.sampling_ratio = 2
   config.model.mask.num_convs = 4
-  t = config.train
-  t.steps = steps
-  t.warmup_steps = max(1, round(steps * 100 / 2250))
-  t.decay_steps = (round(steps * 1875 / 2250), round(steps * 2150 / 2250))
-  t.checkpoint_every = min(250, steps)
-  t.eval_every = 0
-  return config
+  return sweep.scaled(config, steps)
 
 
 SUBTABLES = (

@@ -1,4 +1,4 @@
-"""COCO evaluation (pycocotools): box and mask AP of a model on a prepared dataset split.
+"""COCO evaluation (pycocotools): box, mask and keypoint AP of a model on a prepared dataset split.
 
     python -m mrcnn_jax.evaluate --workdir W [--split validation]     (exit code 2: a user error)
 
@@ -8,7 +8,9 @@ original resolution (ops.paste_masks, threshold 0.5), RLE-encodes them, maps cla
 dataset's category ids, and scores them against ground truth read from the same prepared split.
 It writes <workdir>/results_<split>.json (COCO results format) and metrics_<split>.json.
 The COCO conversions and COCOeval live in `mrcnn_jax.coco`, the mapping back to original pixels in
-`mrcnn_jax.postprocess`. Datasets without masks (TFDS coco/2017) get bbox metrics only.
+`mrcnn_jax.postprocess`. Datasets without masks (TFDS coco/2017) and models without a mask branch
+get no mask metrics; a model with a keypoint branch (config.model.keypoint.num_keypoints > 0) also
+gets keypoint AP ("keypoints/AP", ...: OKS with config.data.keypoint_sigmas, else the dataset's).
 """
 
 import argparse
@@ -21,7 +23,7 @@ from mrcnn_jax.coco import coco_metrics, detections_to_coco, gt_to_coco
 from mrcnn_jax.data import pipeline as data_lib
 from mrcnn_jax.data import sources
 from mrcnn_jax.inference import detect_canvas
-from mrcnn_jax.postprocess import to_original
+from mrcnn_jax.postprocess import keypoints_to_original, to_original
 
 
 def gt_records(config, split: str):
@@ -36,19 +38,25 @@ def evaluate(model, config, workdir: str, split: str | None = None) -> dict:
   """COCO box (and mask) AP of `model` on `split` (default config.data.eval_split); see module doc."""
   split = split or config.data.eval_split
   names, category_ids = data_lib.class_info(config)
-  with_masks = sources.has_masks(sources.open_builder(config.data))
+  builder = sources.open_builder(config.data)
+  with_masks = sources.has_masks(builder) and config.model.mask_on
+  with_keypoints = config.model.keypoint.num_keypoints > 0
   results = []
   for batch in data_lib.eval_iterator(config, split):
     dets = detect_canvas(model, batch["image"], batch["image_size"])
     for b, image_id in enumerate(batch["image_id"]):
       if image_id < 0:
         continue
-      boxes, masks = to_original(dets["boxes"][b], dets["masks"][b] if with_masks else None,
-                                 batch["image_size"][b], batch["original_size"][b], config.model.mask.paste_border)
+      sizes = batch["image_size"][b], batch["original_size"][b]
+      boxes, masks = to_original(dets["boxes"][b], dets["masks"][b] if with_masks else None, *sizes,
+                                 config.model.mask.paste_border)
+      keypoints = keypoints_to_original(dets["keypoints"][b], *sizes) if with_keypoints else None
       results += detections_to_coco(image_id, boxes, dets["scores"][b], dets["classes"][b],
-                                    dets["valid"][b], category_ids, masks)
+                                    dets["valid"][b], category_ids, masks, keypoints)
   gt = gt_to_coco(gt_records(config, split), names, category_ids)
-  metrics = coco_metrics(gt, results, ("bbox", "segm") if with_masks else ("bbox",))
+  iou_types = ("bbox",) + ("segm",) * with_masks + ("keypoints",) * with_keypoints
+  sigmas = tuple(config.data.keypoint_sigmas) or sources.keypoint_info(builder).get("keypoint_sigmas", ())
+  metrics = coco_metrics(gt, results, iou_types, sigmas)
   out = epath.Path(workdir)  # local or gs://
   out.mkdir(parents=True, exist_ok=True)
   outputs.write_text(str(out / f"results_{split}.json"), json.dumps(results))

@@ -112,10 +112,12 @@ def _run(parser, args) -> int:  # pylint: disable=unused-argument
   results = []
   for b, (path, picture) in enumerate(zip(args.images, pictures)):
     one = detections.image(b)
-    save_picture(draw_detections(images[b], one), os.path.join(args.out, picture))
+    save_picture(draw_detections(images[b], one, skeleton=model.config.data.keypoint_skeleton),
+                 os.path.join(args.out, picture))
     n = len(one["scores"])
     for r in detections_to_coco(b, one["boxes"], one["scores"], one["classes"], np.ones(n, bool),
-                                range(1, len(model.config.class_names) + 1), one["masks"]):
+                                range(1, len(model.config.class_names) + 1), one["masks"],
+                                one.get("keypoints")):
       results.append(dict(r, file_name=path, picture=picture))
     print(f"{path}: {n} detections -> {picture}")
   outputs.write_text(json_path, json.dumps(results))

@@ -23,7 +23,7 @@ from flax import nnx
 from mrcnn_jax import ops
 from mrcnn_jax.data import canvas as canvas_lib
 from mrcnn_jax.data.resize import place, resize_and_pad
-from mrcnn_jax.postprocess import to_original
+from mrcnn_jax.postprocess import keypoints_to_original, to_original
 
 SCORE_THRESHOLD = 0.05   # the default of predict and its CLI (Detectron2's inference threshold)
 
@@ -33,26 +33,31 @@ class Detections:
   """Detections in original image pixels; rows past ``num_detections[b]`` are padding.
 
   boxes [B,D,4] float32 (x1, y1, x2, y2); scores [B,D]; classes [B,D] int32 (1..K, 0 = padding);
-  masks: [B,D,H,W] bool when all images share one size, else a list of B arrays [D,H_b,W_b];
-  num_detections [B] int32; class_names: the K names (classes index them from 1).
+  masks: [B,D,H,W] bool when all images share one size, else a list of B arrays [D,H_b,W_b] (None
+  without a mask branch); num_detections [B] int32; class_names: the K names (classes index them from
+  1); keypoints [B,D,K,3] float32: x, y (original pixels, not clipped) and score (Detectron2's: it can
+  exceed 1), None without a keypoint branch.
   """
   boxes: np.ndarray
   scores: np.ndarray
   classes: np.ndarray
-  masks: np.ndarray | list
+  masks: np.ndarray | list | None
   num_detections: np.ndarray
   class_names: tuple = ()
+  keypoints: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.boxes)
 
   def image(self, b: int) -> dict:
-    """Image ``b``'s detections without padding: boxes [n,4], scores, classes, masks [n,H,W], names."""
+    """Image ``b``'s detections without padding: boxes [n,4], scores, classes, masks [n,H,W] (or None),
+    names, keypoints [n,K,3] (or None)."""
     n = int(self.num_detections[b])
     classes = self.classes[b, :n]
     names = [self.class_names[c - 1] if 0 < c <= len(self.class_names) else str(c) for c in classes]
     return {"boxes": self.boxes[b, :n], "scores": self.scores[b, :n], "classes": classes,
-            "masks": self.masks[b][:n], "names": names}
+            "masks": None if self.masks is None else self.masks[b][:n], "names": names,
+            "keypoints": None if self.keypoints is None else self.keypoints[b, :n]}
 
 
 def as_rgb_images(images) -> list[np.ndarray]:
@@ -167,15 +172,21 @@ def predict(model, images, *, score_threshold: float = SCORE_THRESHOLD, nms_thre
         per_image[i] = {k: v[j, :max_detections] for k, v in result.items()}
   det = {k: np.stack([p[k] for p in per_image]) for k in per_image[0]}
 
-  boxes, masks = [], []
+  boxes, masks, keypoints = [], [], []
   for b, example in enumerate(examples):
-    box, mask = to_original(det["boxes"][b], det["masks"][b], example["image_size"], example["original_size"],
+    sizes = example["image_size"], example["original_size"]
+    box, mask = to_original(det["boxes"][b], det["masks"][b] if "masks" in det else None, *sizes,
                             config.model.mask.paste_border)
     boxes.append(box)
-    masks.append(mask & det["valid"][b][:, None, None])
-  same_size = len({m.shape for m in masks}) == 1
+    masks.append(None if mask is None else mask & det["valid"][b][:, None, None])
+    if "keypoints" in det:
+      keypoints.append(keypoints_to_original(det["keypoints"][b], *sizes) * det["valid"][b][:, None, None])
+  if "masks" not in det:
+    masks = None
+  elif len({m.shape for m in masks}) == 1:
+    masks = np.stack(masks)
   return Detections(
       boxes=np.stack(boxes) * det["valid"][..., None], scores=np.where(det["valid"], det["scores"], 0.0),
       classes=np.where(det["valid"], det["classes"], 0).astype(np.int32),
-      masks=np.stack(masks) if same_size else masks, num_detections=det["valid"].sum(1).astype(np.int32),
-      class_names=tuple(config.class_names))
+      masks=masks, num_detections=det["valid"].sum(1).astype(np.int32),
+      class_names=tuple(config.class_names), keypoints=np.stack(keypoints) if keypoints else None)

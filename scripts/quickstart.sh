@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Quickstart on a fresh machine (CPU is enough): environment -> synthetic shapes dataset -> train the
 # tiny Mask R-CNN -> COCO evaluation -> predictions drawn on validation images -> summary table.
-# Usage: scripts/quickstart.sh [WORKDIR (default runs/quickstart)] [extra --config.key=value ...]
+# Usage: scripts/quickstart.sh [keypoints] [WORKDIR (default runs/quickstart)] [extra --config.key=value ...]
+# `keypoints`: the stick-figure dataset (prepare keypoints) and Keypoint R-CNN (keypoints_tiny) instead,
+# keypoint AP in the table and skeletons in the pictures (default WORKDIR runs/quickstart_keypoints).
 # It ends within QUICKSTART_MINUTES (default 15): training measures its speed after a few steps and,
 # on a machine too slow for the full recipe, trains fewer steps (the same schedule, scaled) so that
 # the whole script fits; QUICKSTART_MINUTES=0 trains the full recipe whatever it takes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-workdir=${1:-runs/quickstart}
+kind=shapes dataset=mrcnn_shapes config=shapes_tiny workdir=runs/quickstart
+if [ "${1:-}" = keypoints ]; then
+  kind=keypoints dataset=mrcnn_figures config=keypoints_tiny workdir=runs/quickstart_keypoints
+  shift
+fi
+workdir=${1:-$workdir}
 shift || true
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
@@ -19,8 +26,8 @@ source scripts/env.sh
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 t_env=$(date +%s)
 
-stamp "dataset: synthetic shapes (2000 train / 200 validation, 128 px) -> data/"
-python -m mrcnn_jax.data.prepare shapes --data_dir data
+stamp "dataset: synthetic $kind (2000 train / 200 validation, 128 px) -> data/"
+python -m mrcnn_jax.data.prepare "$kind" --data_dir data
 t_data=$(date +%s)
 
 budget=0
@@ -28,13 +35,13 @@ if [ "$minutes" -gt 0 ]; then
   budget=$((minutes * 60 - $(date +%s) + t0 - after_training))
   budget=$((budget > 120 ? budget : 120))
 fi
-stamp "training shapes_tiny -> $workdir (resumes if interrupted; time budget ${budget}s, 0: none)"
-python -m mrcnn_jax.train --config mrcnn_jax/configs/shapes_tiny.py --workdir "$workdir" \
+stamp "training $config -> $workdir (resumes if interrupted; time budget ${budget}s, 0: none)"
+python -m mrcnn_jax.train --config "mrcnn_jax/configs/$config.py" --workdir "$workdir" \
   --config.data.data_dir=data --config.train.time_budget_s="$budget" --verbosity=-1 "$@"
 t_train=$(date +%s)
 
 stamp "predictions on validation images -> $workdir/predictions/"
-python -m mrcnn_jax.data.prepare export --name mrcnn_shapes --data_dir data --split validation \
+python -m mrcnn_jax.data.prepare export --name "$dataset" --data_dir data --split validation \
   --num 8 --out "$workdir/predictions/inputs" >/dev/null
 python -m mrcnn_jax.infer --workdir "$workdir" --images "$workdir"/predictions/inputs/*.png \
   --out "$workdir/predictions" --score_threshold 0.5
@@ -44,9 +51,10 @@ python - "$workdir" "$((t_env - t0))" "$((t_data - t_env))" "$((t_train - t_data
 import json, sys
 workdir, *seconds = sys.argv[1:]
 m = json.load(open(f"{workdir}/metrics_validation.json"))
-print("\n| shapes validation | AP | AP50 | AP75 |\n|---|---|---|---|")
-for kind in ("bbox", "segm"):
-  print(f"| {'box' if kind == 'bbox' else 'mask'} | " + " | ".join(f"{100 * m[f'{kind}/{k}']:.1f}" for k in ("AP", "AP50", "AP75")) + " |")
+print("\n| validation | AP | AP50 | AP75 |\n|---|---|---|---|")
+for kind, name in (("bbox", "box"), ("segm", "mask"), ("keypoints", "keypoints")):
+  if f"{kind}/AP" in m:
+    print(f"| {name} | " + " | ".join(f"{100 * m[f'{kind}/{k}']:.1f}" for k in ("AP", "AP50", "AP75")) + " |")
 names = ("environment", "dataset", "train + eval", "predict")
 print("\ntime: " + ", ".join(f"{n} {s}s" for n, s in zip(names, seconds)) + f", total {sum(map(int, seconds))}s")
 print(f"pictures: {workdir}/predictions/*.png   metrics: {workdir}/metrics_validation.json")

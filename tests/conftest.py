@@ -25,9 +25,10 @@ def tiny_config(**model_overrides):
 
 def synthetic_batch(config, batch_size=2, num_instances=2, seed=0):
   """A batch (``mrcnn_jax.data.batch_spec``) of random-texture images with filled rectangles as
-  instances whose masks fill their boxes."""
+  instances whose masks fill their boxes; with keypoints, K visible ones on each box's diagonal."""
   d = config.data
-  blank = batch_spec.blank_example((d.canvas, d.canvas), d.max_instances, d.gt_mask_size)
+  num_keypoints = config.model.keypoint.num_keypoints
+  blank = batch_spec.blank_example((d.canvas, d.canvas), d.max_instances, d.gt_mask_size, num_keypoints)
   batch = {name: np.stack([value] * batch_size) for name, value in blank.items()}
   rng = np.random.default_rng(seed)
   c = d.canvas
@@ -40,6 +41,9 @@ def synthetic_batch(config, batch_size=2, num_instances=2, seed=0):
       batch["gt_boxes"][b, i] = x1, y1, x1 + w, y1 + h
       batch["gt_classes"][b, i] = 1 + (b + i) % config.num_classes
       batch["image"][b, y1:y1 + h, x1:x1 + w] = 60 * batch["gt_classes"][b, i]
+      if num_keypoints:
+        along = (np.arange(num_keypoints)[:, None] + 0.5) / num_keypoints
+        batch["gt_keypoints"][b, i] = np.concatenate([[x1, y1] + along * [w, h], np.full((num_keypoints, 1), 2)], 1)
   batch["gt_valid"][:, :num_instances] = True
   batch["gt_masks"][:, :num_instances] = 1
   batch_spec.check_batch(batch, config)

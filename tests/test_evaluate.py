@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mrcnn_jax import coco, evaluate, postprocess
-from mrcnn_jax.configs import shapes_tiny
-from mrcnn_jax.data import features, prepare, shapes
+from mrcnn_jax.configs import keypoints_tiny, shapes_tiny
+from mrcnn_jax.data import features, figures, prepare, shapes
 
 
 NAMES, IDS = list(shapes.CLASS_NAMES), [3, 7, 12, 20]   # non-contiguous dataset ids
@@ -128,3 +128,73 @@ def test_cli_user_error_is_one_line_and_exit_2(tmp_path, capsys):
   assert evaluate.main(["--workdir", str(tmp_path)]) == 2
   assert capsys.readouterr().err == (f"error: {tmp_path / 'config.json'} not found: is {str(tmp_path)!r} "
                                      "a training workdir?\n")
+
+
+def _figure_records(n=6, size=96):
+  records = []
+  for i in range(n):
+    _, masks, kps, _ = figures.render_scene(np.random.default_rng(i), size)
+    records.append({"height": size, "width": size, "image_id": 1 + i,
+                    "boxes": np.stack([shapes.mask_box(m) for m in masks]),
+                    "classes": np.ones(len(masks), np.int32), "crowd": np.zeros(len(masks), bool),
+                    "area": masks.sum(axis=(1, 2)).astype(np.float32), "masks": None, "keypoints": kps})
+  return records
+
+
+def _keypoint_metrics(records, shift):
+  results = []
+  for r in records:
+    detected = r["keypoints"] + [shift, 0, 0]
+    detected[..., 2] = 1.0                                   # a score per keypoint
+    results += coco.detections_to_coco(r["image_id"], r["boxes"], np.ones(len(r["boxes"])), r["classes"],
+                                       np.ones(len(r["boxes"]), bool), [1], keypoints=detected)
+  gt = coco.gt_to_coco(records, ["figure"], [1])
+  return coco.coco_metrics(gt, results, ("bbox", "keypoints"), keypoint_sigmas=figures.SIGMAS)
+
+
+def test_keypoints_perfect_score_one_and_shifted_lower():
+  records = _figure_records()
+  perfect = _keypoint_metrics(records, 0.0)
+  assert {k for k in perfect if k.startswith("keypoints/")} == {f"keypoints/{m}" for m in coco.KEYPOINT_METRICS}
+  assert perfect["keypoints/AP"] == pytest.approx(1.0) and perfect["bbox/AP"] == pytest.approx(1.0)
+  one, three = _keypoint_metrics(records, 1.0), _keypoint_metrics(records, 3.0)
+  assert 1.0 > one["keypoints/AP"] > three["keypoints/AP"] and three["keypoints/AP50"] < 1.0
+  assert one["bbox/AP"] == pytest.approx(1.0)                # the boxes did not move
+
+
+def test_keypoints_are_coco_pixel_indices_in_the_coco_dicts():
+  """Continuous (x, y) -> COCO's integer pixel indices (x - 0.5), unlabelled ones (0, 0, 0)."""
+  kps = np.asarray([[[10.5, 8.5, 2], [0, 0, 0]]], np.float32)
+  record = {"height": 20, "width": 20, "image_id": 1, "boxes": np.asarray([[5, 5, 15, 15]], np.float32),
+            "classes": np.ones(1, np.int32), "crowd": np.zeros(1, bool), "area": np.ones(1, np.float32),
+            "masks": None, "keypoints": kps}
+  ann = coco.gt_to_coco([record], ["p"], [1])["annotations"][0]
+  assert ann["keypoints"] == [10, 8, 2, 0, 0, 0] and ann["num_keypoints"] == 1
+  result = coco.detections_to_coco(1, record["boxes"], [0.9], [1], [True], [1],
+                                   keypoints=np.asarray([[[10.5, 8.5, 0.7], [3.0, 4.0, 0.2]]]))[0]
+  assert result["keypoints"] == pytest.approx([10, 8, 0.7, 2.5, 3.5, 0.2])
+
+
+class _FakeKeypointModel(_FakeModel):
+  """_FakeModel's detection with all 11 keypoints at the image's centre, score 1."""
+
+  def detect(self, image, image_size):
+    out = super().detect(image, image_size)
+    centre = jnp.concatenate([image_size[:, ::-1] / 2, jnp.ones((len(image), 1))], -1)
+    out["keypoints"] = jnp.broadcast_to(centre[:, None, None], (len(image), 1, 11, 3))
+    return out
+
+
+def test_evaluate_reports_keypoint_ap_for_a_keypoint_model(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  name, _, _ = prepare.prepare_keypoints(data_dir, seed=1, num_train=2, num_val=3, image_size=48)
+  config = keypoints_tiny.get_config()
+  config.data.update(dict(name=name, data_dir=data_dir, canvas=64, min_size=64, max_size=64,
+                          eval_batch_size=2))
+  metrics = evaluate.evaluate(_FakeKeypointModel(), config, str(tmp_path / "work"))
+  assert set(metrics) == ({f"{t}/{m}" for t in ("bbox", "segm") for m in coco.METRICS}
+                          | {f"keypoints/{m}" for m in coco.KEYPOINT_METRICS})
+  with open(tmp_path / "work" / "results_validation.json") as f:
+    results = json.load(f)
+  for r in results:                                       # the 48 px originals' centre, as pixel indices
+    assert r["keypoints"] == pytest.approx([23.5, 23.5, 1.0] * 11)

@@ -13,7 +13,7 @@ import jax
 import pytest
 from flax import nnx
 
-from experiments import paper, report, run, sweep, table2
+from experiments import keypoints, paper, report, run, sweep, table2
 from experiments.sweep import Claim, Gap, Score
 from mrcnn_jax import configs
 from mrcnn_jax.data import prepare
@@ -166,7 +166,7 @@ def test_report_only_needs_only_the_result_files(tmp_path, monkeypatch, shapes_d
   assert run.main(["table2", "--report-only", "--results", str(results), "--readme", str(readme)]) == 0
   text = readme.read_text()
   assert "old" not in text and text.startswith("intro\n") and text.endswith("after\n")
-  assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![mask AP per arm](results/table2.png)" in text
+  assert "| softmax (multinomial) | `softmax` | 1 |" in text and "![AP per arm](results/table2.png)" in text
   assert (results / "table2.png").exists() and (results / "results.json").exists()
   assert "config" not in json.load(open(results / "results.json"))["arms"]["softmax"]["seeds"]["0"]
   # A table kept from an earlier base says what its runs were trained with, not today's overrides.
@@ -281,6 +281,37 @@ def test_row_stats_mean_and_std():
   assert set(stats) == {"r1", "r2"}
   mean, std, n = stats["r1"]["segm/AP"]
   assert (mean, n) == (12.0, 2) and std == pytest.approx(2 ** 0.5 * 2)
+
+
+def test_keypoint_sweep_trains_quick_and_reports_keypoint_ap_beside_table6(tmp_path, monkeypatch):
+  """The Table 6 sweep (experiments/keypoints.py): RoIPool vs RoIAlign arms, keypoint AP columns, the
+  paper's numbers, its claims, results under the sweep's own folder by default; the RoIPool arm really
+  trains with the QUICK settings on a few stick figures, the RoIAlign arm with the stand-in trainer."""
+  assert keypoints.RESULTS.endswith(os.path.join("experiments", "results_keypoints"))
+  arms = sweep.arms(keypoints.SUBTABLES, keypoints.base_config())
+  assert [(a.name, a.overrides) for a in arms] == [("kp_roi_pool", {"model.pooler": "roi_pool"}),
+                                                   ("kp_roi_align", {})]
+  base = keypoints.base_config(30)
+  assert base.model.keypoint.num_keypoints == 11 and not base.model.mask_on
+  assert (base.train.warmup_steps, base.train.decay_steps) == (1, (25, 29))
+  for table in keypoints.SUBTABLES:
+    for claim in table.claims:
+      assert report.verdict(claim, report.paper_stats(keypoints.SUBTABLES))[0] == "yes"
+  data_dir = str(tmp_path / "tfds")
+  name, _, _ = prepare.prepare_keypoints(data_dir, seed=5, num_train=4, num_val=2, image_size=64)
+  results = tmp_path / "results"
+  args = ["keypoints", "--workdir", str(tmp_path / "w"), "--results", str(results), "--quick",
+          "--data_dir", data_dir, "--data_name", name]
+  assert run.main([*args, "--only", "kp_roi_pool"]) == 0
+  final = json.load(open(results / "kp_roi_pool" / "seed0.json"))
+  assert final["steps"] == keypoints.QUICK_STEPS and final["config"]["model"]["pooler"] == "roi_pool"
+  assert all(0 <= final[m] <= 100 for m in keypoints.KEYPOINT_COLUMNS)
+  monkeypatch.setattr(loop, "train", FakeTrainer())
+  monkeypatch.setattr(report, "plot", lambda *args: None)
+  assert run.main(args) == 0
+  table = (results / "keypoints.md").read_text()
+  assert "| row | arm | seeds | keypoint AP | AP50 | AP75 | box AP | paper keypoint AP |" in table
+  assert "| RoIAlign | `kp_roi_align` | 1 | 22.0 | 22.0 | 22.0 | 22.0 | 64.2 | 86.6 | 69.7 |" in table
 
 
 def test_a_sweep_without_prepared_data_is_one_line_exit_2_and_writes_nothing(tmp_path):

@@ -103,6 +103,30 @@ def workdir(model, tmp_path_factory):
   return workdir
 
 
+class _KeypointDetector:
+  """A stand-in Keypoint R-CNN without a mask branch: one box with two keypoints on every image."""
+
+  def __init__(self, config):
+    self.config = config
+
+  def detect(self, image, image_size):
+    b = image.shape[0]
+    keypoints = np.asarray([[10.0, 20.0, 0.7], [40.0, 70.0, 1.5]], np.float32)
+    return {"boxes": np.tile(np.float32([0, 0, 32, 64]), (b, 1, 1)), "scores": np.full((b, 1), 0.9, np.float32),
+            "classes": np.ones((b, 1), np.int32), "valid": np.ones((b, 1), bool),
+            "keypoints": np.tile(keypoints, (b, 1, 1, 1))}
+
+
+def test_keypoints_are_mapped_back_per_axis_and_not_clipped(make_config):
+  config = make_config(**{"keypoint.num_keypoints": 2, "mask_on": False})
+  out = mrcnn_jax.predict(_KeypointDetector(config), _image(100, 50))  # resized x0.64 to 64 x 32
+  assert out.masks is None and out.keypoints.shape == (1, 1, 2, 3)
+  # x 62.5 lies past the 50 px image: kept, as Detectron2 keeps it; scores unchanged (they may pass 1).
+  np.testing.assert_allclose(out.keypoints[0, 0], [[15.625, 31.25, 0.7], [62.5, 109.375, 1.5]], rtol=1e-6)
+  one = out.image(0)
+  assert one["masks"] is None and one["keypoints"].shape == (1, 2, 3)
+
+
 def _save(image, path) -> str:
   from PIL import Image
   path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,13 @@ def get_config() -> ml_collections.ConfigDict:
       eval_batch_size=8,
       num_workers=0,
       flip=True,
+      # Keypoints (config.model.keypoint.num_keypoints > 0), filled from the dataset: their names, the
+      # index pairs a horizontal flip swaps (left/right), COCO's OKS sigmas for evaluation, and the
+      # skeleton's (i, j) limbs that pictures draw.
+      keypoint_names=(),
+      keypoint_flip_map=(),
+      keypoint_sigmas=(),
+      keypoint_skeleton=(),
   ))
 
   config.model = ml_collections.ConfigDict(dict(
@@ -75,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
       mask_loss="sigmoid",    # sigmoid (decoupled) | softmax (multinomial across classes)
       mask_mode="class_specific",  # class_specific | agnostic
       mask_head="fcn",        # fcn | mlp
+      mask_on=True,           # the mask branch (False: boxes, and keypoints if any, only)
   ))
   config.model.rpn = ml_collections.ConfigDict(dict(
       fg_iou=0.7, bg_iou=0.3, batch_per_image=256, positive_fraction=0.5,
@@ -105,6 +113,18 @@ def get_config() -> ml_collections.ConfigDict:
                               # grid_sample) | torchvision (its paste_masks_in_image: see ops.paste_masks)
       detections_per_pass=20,  # detect: mask head on this many detection slots at a time, skipping the
                                # passes after the last valid detection; 0: all slots in one pass
+  ))
+
+  # The keypoint branch (Keypoint R-CNN, the paper's section 5; model/keypoint_head.py): RoIs pooled at
+  # pooler_resolution -> num_convs x (3x3 conv, conv_dim, ReLU) -> 4x4 stride-2 deconv -> 2x bilinear:
+  # heatmap_size (= 4 x pooler_resolution) logits per keypoint, a softmax over positions.
+  config.model.keypoint = ml_collections.ConfigDict(dict(
+      num_keypoints=0,        # K; 0: no keypoint branch
+      pooler_resolution=14, conv_dim=512, num_convs=8, heatmap_size=56,
+      rois_per_image=0,       # foreground RoIs per image the keypoint loss trains on; 0: all (Detectron2)
+      loss_weight=1.0,
+      score="detectron2",     # a keypoint's score: detectron2 (the resized map's maximum over the 56x56
+                              # softmax denominator: can exceed 1) | logit (that maximum: torchvision's)
   ))
 
   config.train = ml_collections.ConfigDict(dict(

@@ -20,6 +20,8 @@ import numpy as np
 from flax import nnx
 
 from mrcnn_jax import configs, outputs
+from mrcnn_jax.data.coco_classes import (COCO_KEYPOINT_FLIP_MAP, COCO_KEYPOINT_NAMES, COCO_KEYPOINT_SIGMAS,
+                                         COCO_KEYPOINT_SKELETON)
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_rcnn import build_model
 from mrcnn_jax.model.resnet import RESNETS, STAGE_NAMES, ResNetSpec
@@ -66,6 +68,18 @@ def resnet_fields(by_path: dict[str, np.ndarray]) -> dict:
                                if BLOCK.match(path) and path.endswith("res2/0/conv2/conv/kernel"))
   return {"model.backbone": names[0], "model.width": width, "model.num_groups": bottleneck // per_group,
           "model.width_per_group": 0 if bottleneck == width else per_group}
+
+
+def keypoint_fields(num_keypoints: int, num_convs: int, conv_dim: int, num_classes: int) -> dict:
+  """Config fields of an imported keypoint head; 17 keypoints on one class are COCO's persons (the class
+  name, keypoint names, flip map, OKS sigmas and skeleton)."""
+  fields = {"model.keypoint.num_keypoints": num_keypoints, "model.keypoint.num_convs": num_convs,
+            "model.keypoint.conv_dim": conv_dim}
+  if num_keypoints == len(COCO_KEYPOINT_NAMES) and num_classes == 1:
+    fields.update({"class_names": ("person",), "data.keypoint_names": COCO_KEYPOINT_NAMES,
+                   "data.keypoint_flip_map": COCO_KEYPOINT_FLIP_MAP, "data.keypoint_sigmas": COCO_KEYPOINT_SIGMAS,
+                   "data.keypoint_skeleton": COCO_KEYPOINT_SKELETON})
+  return fields
 
 
 def pytorch_layout(array: np.ndarray, transposed: bool = False) -> np.ndarray:

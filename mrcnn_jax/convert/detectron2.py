@@ -1,5 +1,6 @@
-"""Detectron2 Mask R-CNN checkpoints (``mask_rcnn_R_{50,101}_{FPN,C4}_{1x,3x}``) and its ImageNet
-backbones (``ImageNetPretrained/MSRA/R-50.pkl``) -> a mrcnn_jax workdir.
+"""Detectron2 Mask R-CNN checkpoints (``mask_rcnn_R_{50,101}_{FPN,C4}_{1x,3x}``,
+``mask_rcnn_X_101_32x8d_FPN_3x``), Keypoint R-CNN checkpoints (``keypoint_rcnn_R_50_FPN_3x``) and its
+ImageNet backbones (``ImageNetPretrained/MSRA/R-50.pkl``) -> a mrcnn_jax workdir.
 
     python -m mrcnn_jax.convert detectron2 model_final.pkl --out runs/d2 [--config.data.canvas=512 ...]
     python -m mrcnn_jax.convert detectron2 R-50.pkl --out runs/r50_imagenet   # then train.init_from
@@ -17,7 +18,7 @@ A C4 model (``roi_heads.res5.*``: RPN on res4, ``Res5ROIHeads`` with res5 inside
 
 Names: our tree follows Detectron2's module names, so ``NAME_RULES`` (regex substitutions on the dotted
 name) turn every source name into our path. Layouts (``to_ours``): conv OIHW -> HWIO; linear [out,in] ->
-[in,out]; ConvTranspose2d [in,out,kh,kw] -> ``Deconv2x`` [kh,kw,in,out]; FrozenBN weight, bias,
+[in,out]; ConvTranspose2d [in,out,kh,kw] -> ``Deconv2x`` / ``Deconv4x4`` [kh,kw,in,out]; FrozenBN weight, bias,
 running_mean, running_var -> FrozenBatchNorm scale, bias, mean, var; ``fc1``'s input columns from the
 (C,7,7) flatten of NCHW RoI features to our NHWC (7,7,C) flatten; ``cls_score``'s background moved from
 the last output to index 0. Already the same: class-specific ``bbox_pred`` rows (class-major, K*4, no
@@ -29,7 +30,10 @@ ratios, ratios 0.5, 1, 2: ``ops.anchors``).
 for a ResNeXt), test sizes 800 / 1333, RoIAlign's adaptive sampling grid, every (proposal, class)
 candidate to NMS, the grid_sample paste. The rest (anchors, RPN and RoI-head thresholds, level assignment, box coder) is the
 base config's already. A C4 model adds ``C4``'s settings. The ResNet's depth, width and groups are read
-from the weights (``resnet_fields``).
+from the weights (``resnet_fields``), and so are the branches: a mask head (``roi_heads.mask_head``) and a
+keypoint head (``roi_heads.keypoint_head``: its number of keypoints, convs and their width; 17 keypoints
+on one class are COCO's persons, with their names, flip map, OKS sigmas and skeleton;
+``../shared/oracles/detectron2_kp_r50_fpn`` for the facts).
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ NAME_RULES = (
 IGNORED = re.compile(r"^(pixel_mean|pixel_std|proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
 FC1 = "roi_heads.box_head.fc1.weight"
 CLS_SCORE = "roi_heads.box_predictor.cls_score."
+MASK_PREDICTOR = "roi_heads.mask_head.predictor.weight"
+KEYPOINTS = "roi_heads.keypoint_head.score_lowres.weight"  # [512, K, 4, 4]
+TRANSPOSED = re.compile(r"(mask_head\.deconv|keypoint_head\.score_lowres)\.weight$")  # ConvTranspose2d
 FPN_CHANNELS = 256
 # Caffe2 names of an ImageNet ResNet -> Detectron2's, applied in order; C2_IGNORED are dropped, as
 # Detectron2's model has no place for them: the ImageNet classifier, SGD momenta, the stem's bias
@@ -95,7 +102,7 @@ def to_ours(name: str, array: np.ndarray) -> np.ndarray:
     array = np.roll(array, 1, axis=0)
   if name == FC1:
     return common.fc_after_nchw_flatten(array, FPN_CHANNELS)
-  return common.pytorch_layout(array, transposed=name.endswith("deconv.weight"))
+  return common.pytorch_layout(array, transposed=bool(TRANSPOSED.search(name)))
 
 
 def from_caffe2(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -137,22 +144,25 @@ def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = Non
 
 
 def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:
-  """Our config for a Detectron2 FPN or C4 Mask R-CNN's ``weights`` (classes, head, depth and width read
-  from them), with Detectron2's inference settings, then ``overrides`` ({dotted field: value})."""
-  if "roi_heads.box_predictor.cls_score.weight" not in weights or "roi_heads.mask_head.predictor.weight" not in weights:
-    raise UserError("the checkpoint is neither a Detectron2 Mask R-CNN (it has no roi_heads.box_predictor."
-                    "cls_score / roi_heads.mask_head.predictor) nor an ImageNet ResNet in Caffe2's names "
-                    f"(no {C2_STEM})")
+  """Our config for a Detectron2 FPN or C4 Mask R-CNN's, or FPN Keypoint R-CNN's, ``weights`` (classes,
+  head, depth, width and branches read from them), with Detectron2's inference settings, then
+  ``overrides`` ({dotted field: value})."""
+  if f"{CLS_SCORE}weight" not in weights or (MASK_PREDICTOR not in weights and KEYPOINTS not in weights):
+    raise UserError("the checkpoint is neither a Detectron2 Mask or Keypoint R-CNN (it has no roi_heads."
+                    "box_predictor.cls_score, or neither roi_heads.mask_head.predictor nor roi_heads."
+                    f"keypoint_head.score_lowres) nor an ImageNet ResNet in Caffe2's names (no {C2_STEM})")
   c4 = any(name.startswith("roi_heads.res5.") for name in weights)
   if "backbone.res5.0.conv1.weight" in weights and not c4:
     raise UserError("a DC5 / C5 Mask R-CNN (res5 in the backbone, no FPN): only Detectron2's FPN and C4 models "
                     "are converted")
-  num_classes = weights["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
+  num_classes = weights[f"{CLS_SCORE}weight"].shape[0] - 1
   config = configs.get("base")
   configs.override(config, {
       "num_classes": num_classes,
       "class_names": COCO_CLASSES if num_classes == len(COCO_CLASSES) else
                      tuple(f"class_{k}" for k in range(1, num_classes + 1)),
+      "model.mask_on": MASK_PREDICTOR in weights,
+      **(keypoint_fields(weights, num_classes) if KEYPOINTS in weights else {}),
       "data.canvas": 1344, "data.min_size": 800, "data.max_size": 1333,  # test sizes; canvas: 1333 -> x32
       # Inference at the image's own shape: the resized image padded to a multiple of 32 with zeros
       # after normalising, as the reference feeds its backbone (ImageList / batch_images).
@@ -170,6 +180,12 @@ def detectron2_config(weights: dict[str, np.ndarray], overrides: dict | None = N
   configs.override(config, overrides or {})
   canvas_lib.check(config.data)
   return config
+
+
+def keypoint_fields(weights: dict[str, np.ndarray], num_classes: int) -> dict:
+  """``common.keypoint_fields`` of the keypoint head in ``weights``: K, the convs' number and width."""
+  convs = [name for name in weights if re.fullmatch(r"roi_heads\.keypoint_head\.conv_fcn\d+\.weight", name)]
+  return common.keypoint_fields(weights[KEYPOINTS].shape[1], len(convs), weights[KEYPOINTS].shape[0], num_classes)
 
 
 def convert(src: str, out: str, overrides: dict | None = None) -> ml_collections.ConfigDict:

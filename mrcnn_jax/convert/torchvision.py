@@ -1,24 +1,28 @@
-"""torchvision checkpoints -> a mrcnn_jax workdir: ``maskrcnn_resnet50_fpn`` (v1 and v2) and ResNet ImageNet
-classifiers.
+"""torchvision checkpoints -> a mrcnn_jax workdir: ``maskrcnn_resnet50_fpn`` (v1 and v2),
+``keypointrcnn_resnet50_fpn`` and ResNet ImageNet classifiers.
 
     python -m mrcnn_jax.convert torchvision maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth --out runs/tv
     python -m mrcnn_jax.convert torchvision maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth --out runs/tv_v2
+    python -m mrcnn_jax.convert torchvision keypointrcnn_resnet50_fpn_coco-fc266e95.pth --out runs/tv_kp
     python -m mrcnn_jax.convert torchvision resnet50-0676ba61.pth --out runs/r50_imagenet   # backbone only
 
-The names tell what a file holds: ``backbone.body.*`` with ``roi_heads.*`` is a Mask R-CNN (the zoo file
-or ``torch.save(model.state_dict())`` of a fine-tuned one; its classes are read from the predictor's
-shape); ``layer1.0.conv1.weight`` with ``fc.weight`` is a classifier, whose trunk alone is written at its
-path in an FPN model (``backbone/bottom_up/...``, ``config.pretrained.backbone_only``), to start
-training from. The ResNet's depth and width come from its blocks and stem (``common.resnet_fields``).
+The names tell what a file holds: ``backbone.body.*`` with ``roi_heads.*`` is a Mask R-CNN or a Keypoint R-CNN
+(the zoo file or ``torch.save(model.state_dict())`` of a fine-tuned one; its classes are read from the
+predictor's shape, its keypoints from ``keypoint_predictor.kps_score_lowres``); ``layer1.0.conv1.weight`` with
+``fc.weight`` is a classifier, whose trunk alone is written at its path in an FPN model
+(``backbone/bottom_up/...``, ``config.pretrained.backbone_only``), to start training from. The ResNet's depth
+and width come from its blocks and stem (``common.resnet_fields``).
 
 Names: ``NAME_RULES`` (regex substitutions) take both torchvision >= 0.13's names (``inner_blocks.0.0``,
 ``rpn.head.conv.0.0``, ``mask_head.0.0``) and the older ones (``inner_blocks.0``, ``rpn.head.conv``,
-``mask_head.mask_fcn1``). A v2 model (``roi_heads.box_head.0.0.weight``: Li et al.'s recipe) has BatchNorm
-after its FPN, box-head and mask-head convs (pairs ``.0.`` conv, ``.1.`` BN: our ``head_norm`` frozen_bn),
-two RPN convs and a box head of 4 convs + 1 FC (``box_head.5``): ``V2_RULES`` go first, ``V2`` sets the
-config. Layouts (``to_ours``): ``common.pytorch_layout``; fc6 from the (C,7,7)
-flatten of NCHW RoI features to our (7,7,C) one; ``bbox_pred``'s rows for the background class and
-``mask_fcn_logits``'s background channel dropped. Class 0 is the background in both.
+``mask_head.mask_fcn1``); the keypoint head's Sequential (``keypoint_head.0``, ``.2``, ... : conv, ReLU, ...)
+becomes Detectron2's ``conv_fcn1``, ``conv_fcn2``, ..., ``kps_score_lowres`` its ``score_lowres``. A v2
+model (``roi_heads.box_head.0.0.weight``: Li et al.'s recipe) has BatchNorm after its FPN, box-head and
+mask-head convs (pairs ``.0.`` conv, ``.1.`` BN: our ``head_norm`` frozen_bn), two RPN convs and a box
+head of 4 convs + 1 FC (``box_head.5``): ``V2_RULES`` go first, ``V2`` sets the config. Layouts
+(``to_ours``): ``common.pytorch_layout``; fc6 from the (C,7,7) flatten of NCHW RoI features to our
+(7,7,C) one; ``bbox_pred``'s rows for the background class and ``mask_fcn_logits``'s background channel
+dropped. Class 0 is the background in both.
 
 Classes: torchvision's num_classes counts the background. A 91-class model is torchvision's COCO
 layout (label = COCO category id, 10 ids unused: "N/A"); its 80 used classes are kept, in
@@ -26,14 +30,15 @@ layout (label = COCO category id, 10 ids unused: "N/A"); its 80 used classes are
 softmax: scores rise by the probability those slots had (never a training target, so small).
 
 ``torchvision_config`` reproduces torchvision's inference (meta.json of the oracle in
-``../shared/oracles/torchvision_r50_fpn`` cites each fact): RGB, mean (0.485, 0.456, 0.406) and std
-(0.229, 0.224, 0.225) of the 0..1 scale, frozen BN, stride in the 3x3 convs, test sizes 800 / 1333, cell
-anchors rounded to integers, proposals narrower than 1e-3 px dropped, RoIAlign aligned=False with 2x2
-samples, detections narrower than 1e-2 px dropped, every (proposal, class) candidate to NMS, its mask
-paste. The rest (P6, RPN top-k and NMS, level assignment, box coder, thresholds) is the base config's,
-up to two boundary cases: torchvision keeps proposals of width >= 1e-3 where we
-keep > 1e-3, and its level rule adds 1e-6 after the log2 where ours adds 1e-8 inside it (RoIs within
-~1e-6 of a level's size; none of the oracle's 1000).
+``../shared/oracles/torchvision_r50_fpn`` cites each fact): RGB, mean (0.485, 0.456, 0.406) and std (0.229,
+0.224, 0.225) of the 0..1 scale, frozen BN, stride in the 3x3 convs, test sizes 800 / 1333, cell anchors
+rounded to integers, proposals narrower than 1e-3 px dropped, RoIAlign aligned=False with 2x2 samples,
+detections narrower than 1e-2 px dropped, every (proposal, class) candidate to NMS, its mask paste, and its
+keypoint score (the bicubic logit at the argmax: ``model.keypoint.score`` "logit"; the positions are
+Detectron2's, whose decode torchvision's is). The rest (P6, RPN top-k and NMS, level assignment, box coder,
+thresholds) is the base config's, up to two boundary cases: torchvision keeps proposals of width >= 1e-3 where
+we keep > 1e-3, and its level rule adds 1e-6 after the log2 where ours adds 1e-8 inside it (RoIs within ~1e-6
+of a level's size; none of the oracle's 1000).
 
 torchvision pads the normalised image with zeros, we pad pixels with black before normalising: outputs
 are the same only where nothing is padded (docs/weights.md).
@@ -72,6 +77,8 @@ NAME_RULES = (
     (r"^roi_heads\.mask_head\.(\d)\.0\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}."),
     (r"^roi_heads\.mask_predictor\.conv5_mask\.", "roi_heads.mask_head.deconv."),
     (r"^roi_heads\.mask_predictor\.mask_fcn_logits\.", "roi_heads.mask_head.predictor."),
+    (r"^roi_heads\.keypoint_head\.(\d+)\.", lambda m: f"roi_heads.keypoint_head.conv_fcn{int(m[1]) // 2 + 1}."),
+    (r"^roi_heads\.keypoint_predictor\.kps_score_lowres\.", "roi_heads.keypoint_head.score_lowres."),
     *common.NORM_AND_KERNEL_RULES,
 )
 # torchvision's v2 (maskrcnn_resnet50_fpn_v2), applied before NAME_RULES: a normalised conv is a (conv,
@@ -95,13 +102,14 @@ CLS_SCORE = "roi_heads.box_predictor.cls_score."
 BBOX_PRED = "roi_heads.box_predictor.bbox_pred."
 MASK_LOGITS = "roi_heads.mask_predictor.mask_fcn_logits."
 CONV5_MASK = "roi_heads.mask_predictor.conv5_mask."
+KEYPOINTS = "roi_heads.keypoint_predictor.kps_score_lowres."  # ConvTranspose2d [512, K, 4, 4]
 FPN_CHANNELS = 256
 COCO_SLOTS = 91  # torchvision's COCO models: background + category ids 1..90
 # torchvision's input: RGB in 0..1, normalised with ImageNet's mean and std (here on the 0..255 scale).
 INPUT = {"model.input_format": "RGB", "model.pixel_mean": (123.675, 116.28, 103.53),
          "model.pixel_std": (58.395, 57.12, 57.375), "model.stride_in_1x1": False,
          "model.norm": "frozen_bn", "model.freeze_at": 2}
-WHAT = "a torchvision maskrcnn_resnet50_fpn(_v2) or ResNet classifier"
+WHAT = "a torchvision maskrcnn_resnet50_fpn(_v2), keypointrcnn_resnet50_fpn or ResNet classifier"
 
 
 def our_path(name: str, v2: bool = False) -> str:
@@ -130,7 +138,7 @@ def to_ours(name: str, array: np.ndarray, classes: tuple[int, ...] = ()) -> np.n
     array = array[list(classes)]
   if name in (FC6, V2_FC):
     return common.fc_after_nchw_flatten(array, FPN_CHANNELS)
-  return common.pytorch_layout(array, transposed=name.startswith(CONV5_MASK))
+  return common.pytorch_layout(array, transposed=name.startswith((CONV5_MASK, KEYPOINTS)))
 
 
 def convert_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
@@ -152,9 +160,13 @@ def is_classifier(weights: dict[str, np.ndarray]) -> bool:
             if any(name.startswith("backbone.bottom_up.") for name in weights) else "")
     raise UserError(f"neither a torchvision Mask R-CNN (backbone.body.*) nor a ResNet classifier "
                     f"(layer1.0.conv1.weight, fc.weight){hint}")
-  for key in (CLS_SCORE + "weight", MASK_LOGITS + "weight", V2_FC if is_v2(weights) else FC6):
+  for key in (CLS_SCORE + "weight", V2_FC if is_v2(weights) else FC6):
     if key not in weights:
-      raise UserError(f"the checkpoint has no {key}: not a torchvision maskrcnn_resnet50_fpn(_v2) state dict")
+      raise UserError(f"the checkpoint has no {key}: not a torchvision maskrcnn_resnet50_fpn(_v2) or "
+                      "keypointrcnn_resnet50_fpn state dict")
+  if MASK_LOGITS + "weight" not in weights and KEYPOINTS + "weight" not in weights:
+    raise UserError(f"the checkpoint has neither {MASK_LOGITS}weight nor {KEYPOINTS}weight: not a torchvision "
+                    "maskrcnn_resnet50_fpn(_v2) or keypointrcnn_resnet50_fpn state dict")
   return False
 
 
@@ -187,10 +199,20 @@ def torchvision_config(weights: dict[str, np.ndarray], overrides: dict | None = 
       "model.roi.candidates_per_image": config.model.rpn.post_nms_topk_test * num_classes,
       "model.mask.paste_border": "torchvision",
       **(V2 if is_v2(weights) else {}),
+      "model.mask_on": MASK_LOGITS + "weight" in weights,
+      **(keypoint_fields(weights, num_classes) if KEYPOINTS + "weight" in weights else {}),
   })
   configs.override(config, overrides or {})
   canvas_lib.check(config.data)
   return config
+
+
+def keypoint_fields(weights: dict[str, np.ndarray], num_classes: int) -> dict:
+  """``common.keypoint_fields`` of the keypoint head in ``weights``, with torchvision's keypoint score."""
+  convs = [name for name in weights if re.fullmatch(r"roi_heads\.keypoint_head\.\d+\.weight", name)]
+  lowres = weights[KEYPOINTS + "weight"]
+  return {**common.keypoint_fields(lowres.shape[1], len(convs), lowres.shape[0], num_classes),
+          "model.keypoint.score": "logit"}
 
 
 def backbone_config(weights: dict[str, np.ndarray], overrides: dict | None = None) -> ml_collections.ConfigDict:

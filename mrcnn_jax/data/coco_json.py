@@ -5,7 +5,10 @@
 annotations into (bbox, contiguous label, crowd, area, compressed RLE) records, dropping (and counting
 and naming in a `Report`) boxes with no area inside the image and segmentations that rasterize to no
 pixels. Polygons, uncompressed RLE (counts as a
-list) and compressed RLE (counts as a string) are all accepted.
+list) and compressed RLE (counts as a string) are all accepted. COCO person_keypoints files add
+keypoint names and a skeleton to their categories and `keypoints` (flat [x1, y1, v1, ...], integer
+pixel indices) to their annotations: instances then carry [K, 3] keypoints in continuous pixel
+coordinates (indices + 0.5, ``keypoints.py``).
 """
 
 import dataclasses
@@ -73,6 +76,26 @@ def _check_segmentation(seg, where: str, height: int, width: int):
     _fail(where, "expected a list of polygons or an RLE dict")
 
 
+def _check_keypoint_category(cat: dict, where: str) -> None:
+  names = cat.get("keypoints")
+  if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+    _fail(where + ".keypoints", "expected a non-empty list of keypoint names")
+  for j, pair in enumerate(cat.get("skeleton", [])):
+    if not (isinstance(pair, list) and len(pair) == 2 and all(_is_int(v) and 1 <= v <= len(names) for v in pair)):
+      _fail(f"{where}.skeleton[{j}]", f"expected a pair of keypoint numbers in 1..{len(names)}")
+
+
+def _check_keypoints(ann: dict, where: str, num_keypoints: int) -> None:
+  values = ann["keypoints"]
+  if not num_keypoints:
+    _fail(where, "has keypoints but its category declares no keypoint names")
+  if not isinstance(values, list) or len(values) != 3 * num_keypoints or not all(_is_number(v) for v in values):
+    _fail(where, f"expected {3 * num_keypoints} numbers [x1, y1, v1, ...] for the category's "
+                 f"{num_keypoints} keypoints")
+  if any(v not in (0, 1, 2) for v in values[2::3]):
+    _fail(where, "expected visibility flags v in {0, 1, 2}")
+
+
 def validate(data) -> None:
   """Raises UserError naming the first malformed field of a COCO instances dict."""
   if not isinstance(data, dict):
@@ -106,6 +129,12 @@ def validate(data) -> None:
       _fail(where, f"duplicate category id {cat['id']} or name {cat['name']!r}")
     category_ids.add(cat["id"])
     names.add(cat["name"])
+    if "keypoints" in cat:
+      _check_keypoint_category(cat, where)
+  keypoint_names = {tuple(c["keypoints"]) for c in categories if "keypoints" in c}
+  if len(keypoint_names) > 1:
+    _fail("categories", "categories declare different keypoint names; one keypoint set per dataset")
+  num_keypoints = {c["id"]: len(c.get("keypoints", [])) for c in categories}
   for i, ann in enumerate(_check_list(data, "annotations")):
     where = f"annotations[{i}]"
     if not isinstance(ann, dict):
@@ -123,6 +152,8 @@ def validate(data) -> None:
       _fail(where + ".area", "expected a number")
     if "segmentation" not in ann:
       _fail(where + ".segmentation", "missing")
+    if "keypoints" in ann:
+      _check_keypoints(ann, where + ".keypoints", num_keypoints[ann["category_id"]])
     image = images[ann["image_id"]]
     _check_segmentation(ann["segmentation"], where + ".segmentation", image["height"], image["width"])
 
@@ -145,6 +176,22 @@ def categories(data: dict):
   """(names, ids) of the categories sorted by id: label i <-> ids[i] (class i + 1 in the model)."""
   cats = sorted(data["categories"], key=lambda c: c["id"])
   return [c["name"] for c in cats], [c["id"] for c in cats]
+
+
+def keypoint_info(data: dict):
+  """(names, 0-based skeleton pairs) of the dataset's keypoints; ((), ()) without keypoints."""
+  cat = next((c for c in sorted(data["categories"], key=lambda c: c["id"]) if "keypoints" in c), None)
+  if cat is None:
+    return (), ()
+  return tuple(cat["keypoints"]), tuple((a - 1, b - 1) for a, b in cat.get("skeleton", []))
+
+
+def _keypoints(ann: dict, num_keypoints: int) -> np.ndarray:
+  """[K, 3] float32 in continuous pixel coordinates (indices + 0.5); zeros where unlabelled."""
+  out = np.asarray(ann.get("keypoints", [0] * 3 * num_keypoints), np.float32).reshape(num_keypoints, 3)
+  out[:, :2] += 0.5
+  out[out[:, 2] == 0] = 0.0
+  return out
 
 
 def annotations_by_image(data: dict) -> dict:
@@ -173,8 +220,9 @@ def _why_empty(segmentation) -> str:
   return "segmentation has no pixels"
 
 
-def instances_for_image(anns, image: dict, category_ids, report: Report) -> list:
-  """Kept instances of one image as dicts: box (x1, y1, x2, y2), label, crowd, area, rle counts."""
+def instances_for_image(anns, image: dict, category_ids, report: Report, num_keypoints: int = 0) -> list:
+  """Kept instances of one image as dicts: box (x1, y1, x2, y2), label, crowd, area, rle counts
+  (and keypoints [K, 3] when num_keypoints K > 0)."""
   height, width = image["height"], image["width"]
   label_of = {cid: i for i, cid in enumerate(category_ids)}
   out = []
@@ -196,6 +244,8 @@ def instances_for_image(anns, image: dict, category_ids, report: Report) -> list
     crowd = bool(ann.get("iscrowd", 0))
     out.append({"box": (x1, y1, x2, y2), "label": label_of[ann["category_id"]], "crowd": crowd,
                 "area": float(ann.get("area", pixels)), "mask": rle["counts"]})
+    if num_keypoints:
+      out[-1]["keypoints"] = _keypoints(ann, num_keypoints)
     report.crowd += crowd
   report.instances += len(out)
   report.images_without_annotations += not out

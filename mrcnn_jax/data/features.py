@@ -8,8 +8,10 @@
     is_crowd     bool
     area         float32, the annotation's area in original pixels (COCO's, or the mask's pixel count)
     mask         compressed COCO RLE counts of the instance mask at image resolution (pycocotools)
+    keypoints    (only in datasets with keypoints) [K, 3] float32: x, y in original pixels, v
+                 (``keypoints.py``); all zeros for an instance without keypoints
 Metadata: `category_ids` lists, for each label, the dataset's original category id (evaluation maps
-classes back to these).
+classes back to these); datasets with keypoints add ``keypoints.dataset_metadata``'s entries.
 """
 
 import io
@@ -21,18 +23,22 @@ from PIL import Image
 from mrcnn_jax.data.rle import decode_mask, encode_mask  # noqa: F401  (the format's mask codec)
 
 
-def instance_features(class_names) -> tfds.features.FeaturesDict:
-  """FeaturesDict of the format above for the given ClassLabel names."""
+def instance_features(class_names, num_keypoints: int = 0) -> tfds.features.FeaturesDict:
+  """FeaturesDict of the format above for the given ClassLabel names (with K = num_keypoints > 0
+  keypoints per instance)."""
+  objects = {
+      "bbox": tfds.features.BBoxFeature(),
+      "label": tfds.features.ClassLabel(names=list(class_names)),
+      "is_crowd": np.bool_,
+      "area": np.float32,
+      "mask": tfds.features.Text(),
+  }
+  if num_keypoints:
+    objects["keypoints"] = tfds.features.Tensor(shape=(num_keypoints, 3), dtype=np.float32)
   return tfds.features.FeaturesDict({
       "image": tfds.features.Image(shape=(None, None, 3)),
       "image/id": np.int64,
-      "objects": tfds.features.Sequence({
-          "bbox": tfds.features.BBoxFeature(),
-          "label": tfds.features.ClassLabel(names=list(class_names)),
-          "is_crowd": np.bool_,
-          "area": np.float32,
-          "mask": tfds.features.Text(),
-      }),
+      "objects": tfds.features.Sequence(objects),
   })
 
 

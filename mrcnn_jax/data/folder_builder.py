@@ -6,8 +6,11 @@ reports them. Images without annotations are kept. Every image is fully decoded 
 or missing files, and its size is checked against the JSON: such an image is an error naming the file,
 or, with `skip_bad_images`, skipped and listed in the split's `Report`. Boxes with no area and empty
 segmentations are dropped, counted and named there. All splits must have the same categories.
+COCO person_keypoints files (categories with keypoint names and a skeleton) give instances keypoints
+and the metadata of ``keypoints.py`` (the flip map from the left_/right_ names; COCO's OKS sigmas for
+COCO's 17 person keypoints, ``keypoints.DEFAULT_SIGMA`` for other names).
 
-This is also the path to COCO 2017 *with masks* (TFDS's coco/2017 stores boxes only):
+This is also the path to COCO 2017 *with masks* (and, from person_keypoints_*.json, keypoints) (TFDS's coco/2017 stores boxes only):
   python -m mrcnn_jax.data.prepare folder --name coco2017 --data_dir D \
       --annotations train=annotations/instances_train2017.json \
                     validation=annotations/instances_val2017.json \
@@ -25,7 +28,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mrcnn_jax import images
-from mrcnn_jax.data import coco_json, features
+from mrcnn_jax.data import coco_json, features, keypoints
 from mrcnn_jax.errors import UserError
 
 
@@ -78,7 +81,9 @@ class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
     return self._parsed[split]
 
   def _categories(self):
-    cats = {split: coco_json.categories(self._data(split)) for split in self.builder_config.annotations}
+    """((names, ids), (keypoint names, skeleton)) shared by all splits."""
+    cats = {split: (coco_json.categories(self._data(split)), coco_json.keypoint_info(self._data(split)))
+            for split in self.builder_config.annotations}
     first_split, first = next(iter(cats.items()))
     for split, other in cats.items():
       if other != first:
@@ -87,12 +92,13 @@ class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
     return first
 
   def _info(self) -> tfds.core.DatasetInfo:
-    names, ids = self._categories()
+    (names, ids), (keypoint_names, skeleton) = self._categories()
+    metadata = keypoints.dataset_metadata(keypoint_names, skeleton) if keypoint_names else {}
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
-        features=features.instance_features(names),
-        metadata=tfds.core.MetadataDict(category_ids=ids, annotations_sha256=self.annotations_sha256()),
+        features=features.instance_features(names, len(keypoint_names)),
+        metadata=tfds.core.MetadataDict(category_ids=ids, annotations_sha256=self.annotations_sha256(), **metadata),
     )
 
   def annotations_sha256(self) -> dict[str, str]:
@@ -110,6 +116,7 @@ class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str):
     data = self._data(split)
     _, category_ids = coco_json.categories(data)
+    num_keypoints = len(coco_json.keypoint_info(data)[0])
     report = self.reports[split] = coco_json.Report()
     grouped = coco_json.annotations_by_image(data)
     for image in data["images"]:
@@ -121,15 +128,14 @@ class CocoFolder(features.LocalBuilder, tfds.core.GeneratorBasedBuilder):
         report.skipped_bad_images.append(error)
         continue
       report.images += 1
-      kept = coco_json.instances_for_image(grouped[image["id"]], image, category_ids, report)
-      yield image["id"], {
-          "image": encoded,
-          "image/id": image["id"],
-          "objects": {
-              "bbox": [features.normalized_bbox(k["box"], image["height"], image["width"]) for k in kept],
-              "label": [k["label"] for k in kept],
-              "is_crowd": [k["crowd"] for k in kept],
-              "area": [k["area"] for k in kept],
-              "mask": [k["mask"] for k in kept],
-          },
+      kept = coco_json.instances_for_image(grouped[image["id"]], image, category_ids, report, num_keypoints)
+      objects = {
+          "bbox": [features.normalized_bbox(k["box"], image["height"], image["width"]) for k in kept],
+          "label": [k["label"] for k in kept],
+          "is_crowd": [k["crowd"] for k in kept],
+          "area": [k["area"] for k in kept],
+          "mask": [k["mask"] for k in kept],
       }
+      if num_keypoints:
+        objects["keypoints"] = np.asarray([k["keypoints"] for k in kept], np.float32).reshape(-1, num_keypoints, 3)
+      yield image["id"], {"image": encoded, "image/id": image["id"], "objects": objects}

@@ -52,15 +52,18 @@ class _Preprocess(grain.transforms.RandomMap):
   max_instances: int
   mask_size: int
   flip: bool
+  num_keypoints: int
+  flip_map: tuple  # (i, j) keypoint pairs a flip swaps
 
   def random_map(self, element, rng: np.random.Generator):
     if element is None:
-      return batch_spec.blank_example(self.canvases[0], self.max_instances, self.mask_size)
+      return batch_spec.blank_example(self.canvases[0], self.max_instances, self.mask_size, self.num_keypoints)
     record = sources.to_record(element, self.with_masks)
     return preprocess.preprocess(
         record, canvases=self.canvases, min_size=self.min_size, max_size=self.max_size,
         max_instances=self.max_instances, mask_size=self.mask_size,
-        flip=self.flip and bool(rng.random() < 0.5))
+        flip=self.flip and bool(rng.random() < 0.5), num_keypoints=self.num_keypoints,
+        flip_map=self.flip_map)
 
 
 def _check(config, shard_index: int, shard_count: int, batch_size: int) -> int:
@@ -77,15 +80,30 @@ def _check(config, shard_index: int, shard_count: int, batch_size: int) -> int:
   return batch_size // shard_count
 
 
+def _keypoints(config, builder) -> tuple[int, tuple]:
+  """(K, flip map) the batches carry: config.model.keypoint.num_keypoints (0: no keypoints), and
+  config.data.keypoint_flip_map or, when empty, the dataset's. UserError if the dataset has other K."""
+  k = config.model.keypoint.num_keypoints
+  dataset_k = sources.num_keypoints(builder)
+  if k and k != dataset_k:
+    raise UserError(f"config.model.keypoint.num_keypoints={k} but dataset {config.data.name!r} has "
+                    f"{dataset_k} keypoints per instance: set it to {dataset_k}"
+                    + (", or 0 for no keypoint branch" if dataset_k else " (a model without keypoints)"))
+  pairs = config.data.keypoint_flip_map or sources.keypoint_info(builder).get("keypoint_flip_map", ())
+  return k, tuple(tuple(int(i) for i in pair) for pair in pairs)
+
+
 def _preprocess_op(config, builder, flip: bool) -> _Preprocess:
   data = config.data
   if not sources.has_masks(builder):
     logging.warning("dataset %r has no instance masks (TFDS coco/2017 stores boxes only): every GT "
                     "mask is its whole box. Prepare COCO with `prepare folder` for real masks.",
                     data.name)
+  num_keypoints, flip_map = _keypoints(config, builder)
   return _Preprocess(with_masks=sources.has_masks(builder), canvases=canvas_lib.canvases(data),
                      min_size=data.min_size, max_size=data.max_size,
-                     max_instances=data.max_instances, mask_size=data.gt_mask_size, flip=flip)
+                     max_instances=data.max_instances, mask_size=data.gt_mask_size, flip=flip,
+                     num_keypoints=num_keypoints, flip_map=flip_map)
 
 
 def _iterator(config, source, sampler, op: _Preprocess, per_host: int, finite: bool):
@@ -101,7 +119,7 @@ def _iterator(config, source, sampler, op: _Preprocess, per_host: int, finite: b
   if not grouped:
     return iter(loader)
   blank = functools.partial(batch_spec.blank_example, max_instances=op.max_instances,
-                            mask_size=op.mask_size) if finite else None
+                            mask_size=op.mask_size, num_keypoints=op.num_keypoints) if finite else None
   return grouping.CanvasGroupedIterator(iter(loader), per_host, blank)
 
 
@@ -146,7 +164,9 @@ def class_info(config):
 def resolve_classes(config):
   """``config.num_classes`` and ``class_names`` checked against the prepared dataset, in place:
   num_classes 0 takes both from the dataset; otherwise it must match the dataset, and empty
-  class_names become the dataset's. Raises UserError naming both numbers on a contradiction."""
+  class_names become the dataset's. Raises UserError naming both numbers on a contradiction.
+  The keypoint fields likewise (``resolve_keypoints``)."""
+  resolve_keypoints(config)
   names = tuple(class_info(config)[0])
   k = config.num_classes
   if k and k != len(names):
@@ -158,3 +178,22 @@ def resolve_classes(config):
                     f"config.num_classes={k}: give {k} names, or none to take the dataset's")
   config.num_classes = len(names)
   config.class_names = tuple(config.class_names) if k and config.class_names else names
+
+
+def resolve_keypoints(config):
+  """``config.model.keypoint.num_keypoints`` checked against the prepared dataset (K > 0 must be the
+  dataset's), and empty ``config.data.keypoint_{names,flip_map,sigmas,skeleton}`` set to the dataset's,
+  in place. UserError on a contradiction."""
+  builder = sources.open_builder(config.data)
+  k, flip_map = _keypoints(config, builder)
+  info = sources.keypoint_info(builder)
+  d = config.data
+  d.keypoint_flip_map = flip_map
+  d.keypoint_skeleton = tuple(tuple(p) for p in d.keypoint_skeleton or info.get("keypoint_skeleton", ()))
+  for field in ("keypoint_names", "keypoint_sigmas"):
+    d[field] = tuple(d[field]) or tuple(info.get(field, ()))
+    if k and len(d[field]) != k:
+      raise UserError(f"config.data.{field} has {len(d[field])} entries but there are {k} keypoints: "
+                      "give one per keypoint, or none to take the dataset's")
+  if k and any(not 0 <= i < k for pair in flip_map for i in pair):
+    raise UserError(f"config.data.keypoint_flip_map {flip_map}: indices must be in 0..{k - 1}")

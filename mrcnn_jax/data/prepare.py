@@ -1,6 +1,7 @@
 """Prepares datasets once (TensorFlow is needed here only) as random-access ArrayRecord files.
 
   python -m mrcnn_jax.data.prepare shapes --data_dir D [--seed S --num_train N --num_val M --image_size P]
+  python -m mrcnn_jax.data.prepare keypoints --data_dir D [the same options]   (stick figures, figures.py)
   python -m mrcnn_jax.data.prepare folder --name NAME --data_dir D \
       --annotations [SPLIT=]A.json ... --images [SPLIT=]DIR ... [--skip_bad_images]
   python -m mrcnn_jax.data.prepare coco --data_dir D [--download_dir X]
@@ -22,7 +23,7 @@ import ml_collections
 import tensorflow_datasets as tfds
 
 from mrcnn_jax import errors
-from mrcnn_jax.data import folder_builder, shapes_builder, sources
+from mrcnn_jax.data import figures_builder, folder_builder, shapes_builder, sources
 
 SHOWN = 10  # dropped annotations and skipped images named per split
 
@@ -49,6 +50,15 @@ def prepare_shapes(data_dir: str, seed: int = 0, num_train: int = 2000, num_val:
   config = shapes_builder.shapes_config(seed, num_train, num_val, image_size)
   builder = shapes_builder.MrcnnShapes(config=config, data_dir=data_dir, file_format="array_record")
   name = "mrcnn_shapes" if config is shapes_builder.DEFAULT else f"mrcnn_shapes/{config.name}"
+  return name, (builder.stats if _build(builder) else {}), builder
+
+
+def prepare_keypoints(data_dir: str, seed: int = 0, num_train: int = 2000, num_val: int = 200,
+                      image_size: int = 128):
+  """Builds mrcnn_figures; returns (data.name, {split: counts} ({} if it existed), builder)."""
+  config = figures_builder.figures_config(seed, num_train, num_val, image_size)
+  builder = figures_builder.MrcnnFigures(config=config, data_dir=data_dir, file_format="array_record")
+  name = "mrcnn_figures" if config is figures_builder.DEFAULT else f"mrcnn_figures/{config.name}"
   return name, (builder.stats if _build(builder) else {}), builder
 
 
@@ -88,6 +98,10 @@ def _print_summary(data_dir: str, name: str, stats: dict, builder) -> None:
   names = tuple(builder.info.features["objects"]["label"].names)
   print(f"\nconfig.data.name = {name!r}, config.data.data_dir = {data_dir!r}\n"
         f"config.num_classes = {len(names)}, config.class_names = {names}")
+  keypoint_names = tuple(sources.keypoint_info(builder).get("keypoint_names", ()))
+  if keypoint_names:
+    print(f"config.model.keypoint.num_keypoints = {len(keypoint_names)}, "
+          f"config.data.keypoint_names = {keypoint_names}")
   if not stats:
     print(f"already prepared at {builder.data_dir} (delete it to rebuild): {_split_sizes(builder)}")
     return
@@ -135,11 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", required=True, help="TFDS data directory (config.data.data_dir)")
     return p
 
-  p = command("shapes", "synthetic shapes (mrcnn_shapes)")
-  p.add_argument("--seed", type=int, default=0, help="random seed of the images")
-  p.add_argument("--num_train", type=int, default=2000, help="training images")
-  p.add_argument("--num_val", type=int, default=200, help="validation images")
-  p.add_argument("--image_size", type=int, default=128, help="image side in pixels")
+  for name, description in (("shapes", "synthetic shapes (mrcnn_shapes)"),
+                            ("keypoints", "synthetic stick figures with keypoints (mrcnn_figures)")):
+    p = command(name, description)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the images")
+    p.add_argument("--num_train", type=int, default=2000, help="training images")
+    p.add_argument("--num_val", type=int, default=200, help="validation images")
+    p.add_argument("--image_size", type=int, default=128, help="image side in pixels")
   p = command("folder", "a COCO-format annotation JSON + image folder per split")
   p.add_argument("--name", required=True, help="dataset name (then config.data.name)")
   p.add_argument("--annotations", nargs="+", required=True, metavar="[SPLIT=]JSON",
@@ -168,8 +184,9 @@ def _run(args) -> int:
       print(f"note: split {args.split!r} has {len(paths)} images: exported {len(paths)} of the "
             f"{args.num} asked for", file=sys.stderr)
     return 0
-  if args.kind == "shapes":
-    result = prepare_shapes(data_dir, args.seed, args.num_train, args.num_val, args.image_size)
+  if args.kind in ("shapes", "keypoints"):
+    build = prepare_shapes if args.kind == "shapes" else prepare_keypoints
+    result = build(data_dir, args.seed, args.num_train, args.num_val, args.image_size)
   elif args.kind == "folder":
     result = prepare_folder(args.name, data_dir, args.annotations, args.images, args.skip_bad_images)
   else:

@@ -3,9 +3,11 @@
 A *record* is one decoded dataset example in original pixels:
   image [H, W, 3] uint8, image_id int, boxes [N, 4] float32 (x1, y1, x2, y2), classes [N] int32 in 1..K,
   crowd [N] bool, area [N] float32, masks: list of N compressed-RLE counts at H x W, or None when the
-  dataset has no masks (TFDS coco/2017): those instances get an all-ones mask (their whole box).
-`preprocess` resizes (``resize.py``: short side -> min_size, long side <= max_size, aspect kept),
-optionally flips horizontally (image, boxes and masks together), puts the image at the top-left of a
+  dataset has no masks (TFDS coco/2017): those instances get an all-ones mask (their whole box);
+  keypoints [N, K, 3] in original pixels (``keypoints.py``), or None for a dataset without them.
+`preprocess` resizes (``resize.py``: short side -> min_size, long side <= max_size, aspect kept;
+keypoints per axis, those outside the image unlabelled), optionally flips horizontally (image, boxes,
+masks and keypoints together, swapping the keypoints of each ``flip_map`` pair), puts the image at the top-left of a
 zero canvas (the smallest of the fixed canvases that holds it: ``canvas.py``), and pads instances to max_instances: one example of the batch (``batch_spec.py``). Each GT mask is stored cropped to its box and resampled to Mg x Mg
 (bilinear at the Mg x Mg cell centres, thresholded at 0.5), so the per-example mask state is
 G * Mg * Mg bytes whatever the canvas: 100 instances at Mg = 64 take 100 * 64 * 64 = 409,600 bytes
@@ -18,7 +20,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from mrcnn_jax.data import batch_spec, features, resize
+from mrcnn_jax.data import batch_spec, features, keypoints, resize
 from mrcnn_jax.data import canvas as canvas_lib
 
 
@@ -41,9 +43,10 @@ def crop_mask(mask: np.ndarray, box, size: int) -> np.ndarray:
 
 
 def preprocess(record: dict, *, canvases, min_size: int, max_size: int, max_instances: int,
-               mask_size: int, flip: bool = False) -> dict:
+               mask_size: int, flip: bool = False, num_keypoints: int = 0, flip_map=()) -> dict:
   """One record -> one example of the batch (``batch_spec``), without the batch dim, on the smallest
-  of ``canvases`` ((h, w) pairs) that holds the resized image."""
+  of ``canvases`` ((h, w) pairs) that holds the resized image; with gt_keypoints when
+  ``num_keypoints`` > 0 (the record's keypoints, ``flip_map``: the (i, j) pairs a flip swaps)."""
   height, width = record["image"].shape[:2]
   image, scale = resize.resize_image(record["image"], min_size, max_size)
   new_h, new_w = image.shape[:2]
@@ -55,7 +58,7 @@ def preprocess(record: dict, *, canvases, min_size: int, max_size: int, max_inst
   crowd = np.asarray(record["crowd"], bool).reshape(-1)
   order = [i for i in np.argsort(crowd, kind="stable") if nonempty[i]][:max_instances]
 
-  out = batch_spec.blank_example(canvas, max_instances, mask_size)
+  out = batch_spec.blank_example(canvas, max_instances, mask_size, num_keypoints)
   for slot, i in enumerate(order):
     if record["masks"] is None:
       out["gt_masks"][slot] = 1
@@ -67,6 +70,10 @@ def preprocess(record: dict, *, canvases, min_size: int, max_size: int, max_inst
   out["gt_classes"][:n] = np.asarray(record["classes"], np.int32).reshape(-1)[order]
   out["gt_crowd"][:n] = crowd[order]
   out["gt_valid"][:n] = True
+  if num_keypoints:
+    # [N, K, 3]; an image without instances may come as [0] from the dataset
+    found = np.reshape(record["keypoints"], (-1, num_keypoints, 3))
+    out["gt_keypoints"][:n] = keypoints.resize(found, (height, width), new_h, new_w)[order]
 
   if flip:
     image = image[:, ::-1]
@@ -74,6 +81,8 @@ def preprocess(record: dict, *, canvases, min_size: int, max_size: int, max_inst
     out["gt_boxes"][:n, 0] = new_w - out["gt_boxes"][:n, 2]
     out["gt_boxes"][:n, 2] = new_w - x1
     out["gt_masks"] = out["gt_masks"][:, :, ::-1].copy()
+    if num_keypoints:
+      out["gt_keypoints"] = keypoints.hflip(out["gt_keypoints"], new_w, flip_map)
 
   out["image"][:new_h, :new_w] = image
   out["image_size"] = np.asarray([new_h, new_w], np.int32)

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 CLASS_NAMES = ("circle", "square", "triangle", "bar")
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
   """[size, size, 3] float32 texture: per-pixel noise, a linear gradient, or oriented stripes."""
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
   c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
@@ -44,7 +44,7 @@ def _bar(center, length, width, angle):
   return [tuple((center + su * u + sv * v).tolist()) for su, sv in ((1, 1), (1, -1), (-1, -1), (-1, 1))]
 
 
-def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+def shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
   """Draws one shape of class `label` (index into CLASS_NAMES) as a [size, size] bool mask."""
   extent = np.exp(rng.uniform(np.log(max(6.0, 0.05 * size)), np.log(0.5 * size)))
   center = rng.uniform(0, size, 2)
@@ -63,6 +63,18 @@ def _shape_mask(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
   return np.asarray(canvas, dtype=bool)
 
 
+def paint(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> None:
+  """Paints ``mask`` of ``image`` (float32, in place) in a random colour distinguishable from what
+  it is painted on."""
+  under = image[mask].mean(axis=0)
+  colour = rng.uniform(0, 255, 3)
+  for _ in range(8):
+    if np.abs(colour - under).sum() >= 90:
+      break
+    colour = rng.uniform(0, 255, 3)
+  image[mask] = colour
+
+
 def render_scene(rng: np.random.Generator, size: int, max_shapes: int = 6,
                  min_visible: float = 0.2, min_pixels: int = 6):
   """Renders one scene.
@@ -72,20 +84,14 @@ def render_scene(rng: np.random.Generator, size: int, max_shapes: int = 6,
     labels [N] int64 in 0..3 (index into CLASS_NAMES), and the number of drawn shapes dropped as
     (nearly) hidden or tiny. Instances are in paint order (back to front).
   """
-  image = _background(rng, size)
+  image = background(rng, size)
   masks, labels, drawn = [], [], []
   for _ in range(int(rng.integers(1, max_shapes + 1))):
     label = int(rng.integers(len(CLASS_NAMES)))
-    mask = _shape_mask(rng, label, size)
+    mask = shape_mask(rng, label, size)
     if not mask.any():
       continue
-    under = image[mask].mean(axis=0)
-    colour = rng.uniform(0, 255, 3)
-    for _ in range(8):  # keep shapes distinguishable from what they are painted on
-      if np.abs(colour - under).sum() >= 90:
-        break
-      colour = rng.uniform(0, 255, 3)
-    image[mask] = colour
+    paint(rng, image, mask)
     masks = [m & ~mask for m in masks]
     masks.append(mask)
     labels.append(label)

@@ -3,6 +3,7 @@
 config.data.name selects the directory under config.data.data_dir:
   "mrcnn_shapes"            -> mrcnn_shapes/default/<version>
   "mrcnn_shapes/<config>"   -> mrcnn_shapes/<config>/<version>   (non-default `prepare shapes` flags)
+  "mrcnn_figures"[/<config>] the same for `prepare keypoints`
   "coco/2017"               -> coco/2017/<version>               (TFDS's builder: boxes, no masks)
   "<name>" or "coco_folder/<name>" -> coco_folder/<name>/<version> (`prepare folder --name <name>`)
 The newest version directory is used. `to_record` maps any of them to preprocess.py's record.
@@ -25,8 +26,8 @@ COCO_CATEGORY_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(
 def dataset_dir(name: str, data_dir: str) -> str:
   """The prepared version directory of dataset `name` (UserError saying how to prepare it)."""
   data_dir = os.path.expanduser(data_dir)
-  if name == "mrcnn_shapes":
-    rel = "mrcnn_shapes/default"
+  if name in ("mrcnn_shapes", "mrcnn_figures"):
+    rel = f"{name}/default"
   elif "/" in name:
     rel = name
   else:
@@ -37,7 +38,7 @@ def dataset_dir(name: str, data_dir: str) -> str:
     versions = [v for v in os.listdir(root) if os.path.exists(os.path.join(root, v, "dataset_info.json"))]
   if not versions:
     raise UserError(f"config.data.name={name!r}: no prepared dataset in {root}; prepare it with "
-                     "`python -m mrcnn_jax.data.prepare {shapes|folder|coco} --data_dir "
+                     "`python -m mrcnn_jax.data.prepare {shapes|keypoints|folder|coco} --data_dir "
                      f"{data_dir} ...` (see mrcnn_jax/data/prepare.py)")
   newest = max(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
   return os.path.join(root, newest)
@@ -62,6 +63,19 @@ def class_info(builder):
   return names, [int(i) for i in ids]
 
 
+def num_keypoints(builder) -> int:
+  """K of a dataset whose instances carry [K, 3] keypoints (features.py); 0 without keypoints."""
+  objects = builder.info.features["objects"]
+  return int(objects["keypoints"].shape[0]) if "keypoints" in objects else 0
+
+
+def keypoint_info(builder) -> dict:
+  """The dataset's keypoint metadata (``keypoints.dataset_metadata``'s entries); {} without keypoints."""
+  metadata = builder.info.metadata or {}
+  return {k: metadata[k] for k in ("keypoint_names", "keypoint_skeleton", "keypoint_flip_map",
+                                   "keypoint_sigmas") if k in metadata}
+
+
 def data_source(builder, split: str, decode_images: bool = True):
   """Random-access source of raw examples of `split` (image bytes left encoded if not decode_images)."""
   if split not in builder.info.splits:
@@ -84,7 +98,8 @@ def to_record(raw: dict, with_masks: bool) -> dict:
   """A raw TFDS example (our builders' or coco/2017's) -> preprocess.py record, plus height/width.
 
   With images left encoded (data_source(..., decode_images=False)) the record's image is None and
-  only the header is read for the size.
+  only the header is read for the size. ``keypoints`` is [N, K, 3] (features.py), or None for a
+  dataset without keypoints.
   """
   if isinstance(raw["image"], bytes):
     with Image.open(io.BytesIO(raw["image"])) as header:
@@ -106,4 +121,5 @@ def to_record(raw: dict, with_masks: bool) -> dict:
       "crowd": np.asarray(objects["is_crowd"], bool).reshape(-1),
       "area": np.asarray(objects["area"], np.float32).reshape(-1),
       "masks": list(objects["mask"]) if with_masks else None,
+      "keypoints": np.asarray(objects["keypoints"], np.float32) if "keypoints" in objects else None,
   }

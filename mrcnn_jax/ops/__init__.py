@@ -10,5 +10,6 @@ from mrcnn_jax.ops.matching import match, positive_slots, sample_balanced
 from mrcnn_jax.ops.non_max_suppression import batched_nms, nms
 from mrcnn_jax.ops.roi_pooling import roi_align, roi_pool, roi_warp
 from mrcnn_jax.ops.poolers import fpn_levels, multilevel_pool
+from mrcnn_jax.ops.keypoints import heatmaps_to_keypoints, keypoint_targets
 from mrcnn_jax.ops.masks import mask_targets, paste_masks
 from mrcnn_jax.ops.resize import resize_bilinear

@@ -21,15 +21,17 @@ _BESIDE_REPOSITORY = os.path.normpath(os.path.join(os.path.dirname(__file__), ".
 ORACLES = os.environ.get("MRCNN_ORACLES", os.path.join(_BESIDE_REPOSITORY, "shared/oracles"))
 DETECTRON2 = os.path.join(ORACLES, "detectron2_r50_fpn")
 DETECTRON2_ZOO = os.path.join(ORACLES, "detectron2_zoo")
+DETECTRON2_KEYPOINTS = os.path.join(ORACLES, "detectron2_kp_r50_fpn")
 TORCHVISION = os.environ.get("MRCNN_TV_ORACLE", os.path.join(_BESIDE_REPOSITORY, "tv_oracle"))
 TORCHVISION_HOW = (f"<torch venv>/bin/python {ORACLES}/torchvision_r50_fpn/tv_oracle.py {TORCHVISION} "
                    "(see its docstring), or set MRCNN_TV_ORACLE")
 MATCH_IOU = 0.98
 
 
-def d2_weights():
-  """The oracle's ``d2_weights`` module (``generate(seed)``, ``write``, ``param_shapes``), or a skip."""
-  return _script(os.path.join(DETECTRON2, "d2_weights.py"))
+def d2_weights(oracle: str = DETECTRON2, name: str = "d2_weights"):
+  """An oracle's weight generator, by default the Mask R-CNN one's ``d2_weights`` module
+  (``generate(seed)``, ``write``, ``param_shapes``), or a skip."""
+  return _script(os.path.join(oracle, f"{name}.py"))
 
 
 def d2_zoo_weights():
@@ -81,14 +83,11 @@ def torchvision_outputs(version: str = "v1") -> str:
   return outdir
 
 
-def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, float, float]:
-  """A reference's detections of one image (boxes [n,4], classes [n] 1..K, scores [n], masks [n,H,W]
-  bool, in its score order) matched greedily to ours (``Detections.image``) of the same class with box
-  IoU > MATCH_IOU -> (fraction matched, max score difference, max box coordinate difference (px), mean
-  mask IoU) over the matched pairs; a reference without detections agrees fully with none of ours, not at
-  all with some."""
+def matched_pairs(boxes, classes, ours: dict) -> list[tuple[int, int]]:
+  """A reference's detections of one image (boxes [n,4], classes [n] 1..K, in its score order) matched
+  greedily to ours (``Detections.image``) of the same class with box IoU > MATCH_IOU: (its, our) indices."""
   if not len(boxes):
-    return float(not len(ours["scores"])), 0.0, 0.0, 1.0
+    return []
   iou = np.asarray(box_iou(jnp.asarray(boxes), jnp.asarray(ours["boxes"])))
   iou = np.where(np.asarray(classes)[:, None] == np.asarray(ours["classes"])[None], iou, 0.0)
   pairs, used = [], set()
@@ -98,10 +97,39 @@ def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, 
         pairs.append((r, j))
         used.add(j)
         break
+  return pairs
+
+
+def agreement(boxes, classes, scores, masks, ours: dict) -> tuple[float, float, float, float]:
+  """``matched_pairs`` of a reference's detections (and scores [n], masks [n,H,W] bool) -> (fraction
+  matched, max score difference, max box coordinate difference (px), mean mask IoU) over the pairs; a
+  reference without detections agrees fully with none of ours, not at all with some."""
+  if not len(boxes):
+    return float(not len(ours["scores"])), 0.0, 0.0, 1.0
+  pairs = matched_pairs(boxes, classes, ours)
   score = max((abs(scores[r] - ours["scores"][j]) for r, j in pairs), default=np.inf)
   box = max((np.abs(boxes[r] - ours["boxes"][j]).max() for r, j in pairs), default=np.inf)
   mask_iou = np.mean([_mask_iou(masks[r], ours["masks"][j]) for r, j in pairs]) if pairs else 0.0
-  return len(pairs) / len(iou), float(score), float(box), float(mask_iou)
+  return len(pairs) / len(boxes), float(score), float(box), float(mask_iou)
+
+
+def keypoint_agreement(boxes, scores, keypoints, ours: dict) -> tuple[float, float, float, str]:
+  """A reference's person detections of one image (boxes [n,4], scores [n], keypoints [n,K,3]: x, y,
+  score) against ours (``Detections.image``): (fraction matched, max score difference, fraction of the
+  matched detections' keypoints within 1 px with score difference < 1e-3, the measurements in words)."""
+  pairs = matched_pairs(boxes, np.ones(len(boxes), int), ours)
+  if not pairs:
+    return 0.0, np.inf, 0.0, f"none of the reference's {len(boxes)} detections matched"
+  r, j = (np.asarray(v) for v in zip(*pairs))
+  score = float(np.abs(scores[r] - ours["scores"][j]).max())
+  distance = np.linalg.norm(keypoints[r, :, :2] - ours["keypoints"][j, :, :2], axis=-1)
+  keypoint_score = np.abs(keypoints[r, :, 2] - ours["keypoints"][j, :, 2])
+  close = float(((distance <= 1.0) & (keypoint_score < 1e-3)).mean())
+  words = (f"{len(pairs)} of the reference's {len(boxes)} detections matched ({len(ours['scores'])} ours), "
+           f"score |d| <= {score:.1e}; keypoints within 1 px with score |d| < 1e-3: {close:.1%} of "
+           f"{distance.size}, max distance {distance.max():.2f} px, keypoint score |d| <= "
+           f"{keypoint_score.max():.1e} (median {np.median(keypoint_score):.1e})")
+  return len(pairs) / len(boxes), score, close, words
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:

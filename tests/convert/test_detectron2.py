@@ -12,7 +12,7 @@ from flax import nnx
 
 from mrcnn_jax.convert import detectron2
 from mrcnn_jax.convert.__main__ import main
-from mrcnn_jax.data.coco_classes import COCO_CLASSES
+from mrcnn_jax.data.coco_classes import COCO_CLASSES, COCO_KEYPOINT_NAMES
 from mrcnn_jax.errors import UserError
 from mrcnn_jax.model.mask_head import Deconv2x
 from mrcnn_jax.model.mask_rcnn import build_model
@@ -112,6 +112,23 @@ def test_deconv_layout_matches_pytorchs_conv_transpose_2x2_stride_2():
   deconv = Deconv2x(3, 4, rngs=nnx.Rngs(0))
   deconv.kernel[...] = detectron2.to_ours("roi_heads.mask_head.deconv.weight", weight)
   np.testing.assert_allclose(deconv(jnp.asarray(x.transpose(0, 2, 3, 1))), expected.transpose(0, 2, 3, 1), atol=1e-5)
+
+
+def test_keypoint_rcnn_converts_whole_with_coco_persons_keypoints():
+  generator = oracles.d2_weights(oracles.DETECTRON2_KEYPOINTS, "d2_kp_weights")
+  weights = {name: np.zeros(shape, np.float32) for name, shape in generator.param_shapes()}
+  config = detectron2.detectron2_config(weights)
+  k, data = config.model.keypoint, config.data
+  assert (k.num_keypoints, k.num_convs, k.conv_dim, config.model.mask_on) == (17, 8, 512, False)
+  assert config.class_names == ("person",) and data.keypoint_names == COCO_KEYPOINT_NAMES
+  assert data.keypoint_flip_map[0] == (1, 2) and len(data.keypoint_sigmas) == 17
+  model = nnx.eval_shape(lambda: build_model(config))
+  shapes = {"/".join(map(str, path)): v.shape for path, v in nnx.to_flat_state(nnx.state(model))}
+  assert len(detectron2.convert_weights(weights, shapes)) == len(weights) == len(shapes) == 313
+  assert detectron2.our_path("roi_heads.keypoint_head.conv_fcn8.bias") == "roi_heads/keypoint_head/conv_fcn8/bias"
+  weight = np.arange(512 * 17 * 16, dtype=np.float32).reshape(512, 17, 4, 4)  # ConvTranspose2d [in, out, kh, kw]
+  ours = detectron2.to_ours("roi_heads.keypoint_head.score_lowres.weight", weight)
+  np.testing.assert_array_equal(ours, weight.transpose(2, 3, 0, 1))  # Deconv4x4's [kh, kw, in, out]
 
 
 def test_config_reproduces_detectron2s_inference_settings():

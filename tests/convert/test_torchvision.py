@@ -58,6 +58,9 @@ def shapes():
     ("roi_heads.mask_head.mask_fcn4.bias", "roi_heads/mask_head/mask_fcn4/bias"),
     ("roi_heads.mask_predictor.conv5_mask.weight", "roi_heads/mask_head/deconv/kernel"),
     ("roi_heads.mask_predictor.mask_fcn_logits.bias", "roi_heads/mask_head/predictor/bias"),
+    ("roi_heads.keypoint_head.0.weight", "roi_heads/keypoint_head/conv_fcn1/kernel"),
+    ("roi_heads.keypoint_head.14.bias", "roi_heads/keypoint_head/conv_fcn8/bias"),
+    ("roi_heads.keypoint_predictor.kps_score_lowres.weight", "roi_heads/keypoint_head/score_lowres/kernel"),
 ])
 def test_names(name, path):
   assert torchvision.our_path(name) == path
@@ -96,6 +99,19 @@ def test_v2_is_detected_and_every_tensor_lands():
   counters = [name for name in weights if name.endswith("num_batches_tracked")]
   assert len(converted) == len(shapes) == len(weights) - len(counters)
   assert converted["roi_heads/box_head/fc1/kernel"].shape == (7 * 7 * 256, 1024)
+
+
+def test_keypoint_rcnn_converts_whole_with_torchvisions_keypoint_score():
+  weights = zero_weights(tv_shapes(num_classes=2, num_keypoints=17))  # background + person
+  config = torchvision.torchvision_config(weights)
+  k = config.model.keypoint
+  assert (k.num_keypoints, k.num_convs, k.conv_dim, k.score) == (17, 8, 512, "logit")
+  assert config.class_names == ("person",) and not config.model.mask_on and len(config.data.keypoint_skeleton) == 19
+  shapes = our_shapes(config)
+  assert len(torchvision.convert_weights(weights, shapes)) == len(shapes) == len(weights)
+  weight = np.arange(512 * 17 * 16, dtype=np.float32).reshape(512, 17, 4, 4)  # ConvTranspose2d [in, out, kh, kw]
+  ours = torchvision.to_ours("roi_heads.keypoint_predictor.kps_score_lowres.weight", weight)
+  np.testing.assert_array_equal(ours, weight.transpose(2, 3, 0, 1))  # Deconv4x4's [kh, kw, in, out]
 
 
 def test_box_predictor_drops_the_background_rows_and_keeps_class_order():
@@ -158,7 +174,8 @@ def test_mismatches_are_listed(shapes, change, message):
 @pytest.mark.parametrize("weights,message", [
     ({"backbone.bottom_up.stem.conv1.weight": np.zeros(1)}, "a Detectron2 checkpoint: convert it with `detectron2`"),
     ({"model.layer.weight": np.zeros(1)}, "neither a torchvision Mask R-CNN"),
-    ({k: np.zeros(1) for k in tv_shapes() if not k.startswith("roi_heads.mask")}, "no roi_heads.mask_predictor"),
+    ({k: np.zeros(1) for k in tv_shapes() if not k.startswith("roi_heads.mask")},
+     "neither roi_heads.mask_predictor.mask_fcn_logits.weight nor roi_heads.keypoint_predictor"),
     ({"conv1.weight": np.zeros(1), "layer1.0.conv1.weight": np.zeros(1), "layer1.1.conv1.weight": np.zeros(1),
       "fc.weight": np.zeros(1)}, r"basic blocks, \(2, 0, 0, 0\) in res2..res5: none of"),
 ])

@@ -1,6 +1,6 @@
 """Names and shapes of torchvision state dicts, written out without torch: ``maskrcnn_resnet50_fpn`` (v1 and
-v2) and ResNet classifiers (the parity tests check ``tv_shapes`` / ``tv_v2_shapes`` against the oracles'
-real checkpoints)."""
+v2), ``keypointrcnn_resnet50_fpn`` and ResNet classifiers (the parity tests check ``tv_shapes`` /
+``tv_v2_shapes`` against the oracles' real checkpoints)."""
 
 RESNET_STAGES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
@@ -26,9 +26,10 @@ def resnet_shapes(depth="resnet50", prefix="", stem=64):
   return shapes
 
 
-def tv_shapes(num_classes=5, old_names=False):
+def tv_shapes(num_classes=5, old_names=False, num_keypoints=0):
   """{name: shape} of torchvision's maskrcnn_resnet50_fpn(num_classes=...) state dict (FrozenBN);
-  ``old_names``: as torchvision < 0.13 named the FPN, RPN and mask-head convs."""
+  ``old_names``: as torchvision < 0.13 named the FPN, RPN and mask-head convs; ``num_keypoints`` > 0:
+  keypointrcnn_resnet50_fpn(num_classes=..., num_keypoints=...)'s instead (a keypoint head, no mask head)."""
   new = "" if old_names else "0."
   shapes = resnet_shapes(prefix="backbone.body.")
   for i, cin in enumerate((256, 512, 1024, 2048)):
@@ -40,6 +41,13 @@ def tv_shapes(num_classes=5, old_names=False):
   shapes.update({rpn_conv + "weight": (256, 256, 3, 3), rpn_conv + "bias": (256,),
                  "roi_heads.box_head.fc6.weight": (1024, 256 * 7 * 7), "roi_heads.box_head.fc6.bias": (1024,),
                  "roi_heads.box_head.fc7.weight": (1024, 1024), "roi_heads.box_head.fc7.bias": (1024,)})
+  if num_keypoints:
+    for i in range(8):  # Sequential(conv, ReLU, conv, ReLU, ...)
+      shapes.update({f"roi_heads.keypoint_head.{2 * i}.weight": (512, 512 if i else 256, 3, 3),
+                     f"roi_heads.keypoint_head.{2 * i}.bias": (512,)})
+    return {**shapes, "roi_heads.keypoint_predictor.kps_score_lowres.weight": (512, num_keypoints, 4, 4),
+            "roi_heads.keypoint_predictor.kps_score_lowres.bias": (num_keypoints,),
+            **_outputs(num_classes, mask=False)}
   for i in range(4):
     conv = f"roi_heads.mask_head.mask_fcn{i + 1}." if old_names else f"roi_heads.mask_head.{i}.0."
     shapes.update({conv + "weight": (256, 256, 3, 3), conv + "bias": (256,)})
@@ -72,15 +80,16 @@ def _bn(name, channels):
   return {f"{name}.{k}": (channels,) for k in ("weight", "bias", "running_mean", "running_var")}
 
 
-def _outputs(num_classes, fc_dim=1024):
-  """RPN outputs, box predictor and mask predictor: the same in v1 and v2."""
-  return {"rpn.head.cls_logits.weight": (3, 256, 1, 1), "rpn.head.cls_logits.bias": (3,),
+def _outputs(num_classes, fc_dim=1024, mask=True):
+  """RPN outputs, box predictor and (``mask``) mask predictor: the same in v1 and v2."""
+  outputs = {"rpn.head.cls_logits.weight": (3, 256, 1, 1), "rpn.head.cls_logits.bias": (3,),
           "rpn.head.bbox_pred.weight": (12, 256, 1, 1), "rpn.head.bbox_pred.bias": (12,),
           "roi_heads.box_predictor.cls_score.weight": (num_classes, fc_dim),
           "roi_heads.box_predictor.cls_score.bias": (num_classes,),
           "roi_heads.box_predictor.bbox_pred.weight": (4 * num_classes, fc_dim),
-          "roi_heads.box_predictor.bbox_pred.bias": (4 * num_classes,),
-          "roi_heads.mask_predictor.conv5_mask.weight": (256, 256, 2, 2),
-          "roi_heads.mask_predictor.conv5_mask.bias": (256,),
-          "roi_heads.mask_predictor.mask_fcn_logits.weight": (num_classes, 256, 1, 1),
-          "roi_heads.mask_predictor.mask_fcn_logits.bias": (num_classes,)}
+          "roi_heads.box_predictor.bbox_pred.bias": (4 * num_classes,)}
+  masks = {"roi_heads.mask_predictor.conv5_mask.weight": (256, 256, 2, 2),
+           "roi_heads.mask_predictor.conv5_mask.bias": (256,),
+           "roi_heads.mask_predictor.mask_fcn_logits.weight": (num_classes, 256, 1, 1),
+           "roi_heads.mask_predictor.mask_fcn_logits.bias": (num_classes,)}
+  return {**outputs, **masks} if mask else outputs

@@ -1,7 +1,7 @@
 """Tiny prepared datasets shared by the data tests (built once per test process)."""
 
 import pytest
-from tiny_coco import write_coco_folder
+from tiny_coco import write_coco_folder, write_person_keypoints_folder
 
 from mrcnn_jax.data import prepare
 
@@ -23,3 +23,20 @@ def folder_data(tmp_path_factory):
   name, reports, _ = prepare.prepare_folder("tiny", data_dir, [f"validation={ann}"],
                                             [f"validation={images}"], skip_bad_images=True)
   return data_dir, name, reports, expected
+
+
+@pytest.fixture(scope="session")
+def keypoint_folder_data(tmp_path_factory):
+  """(data_dir, name, first person's flat COCO keypoints) of a prepared person_keypoints folder."""
+  ann, images, flat = write_person_keypoints_folder(str(tmp_path_factory.mktemp("kp_src")))
+  data_dir = str(tmp_path_factory.mktemp("tfds_kp"))
+  name, _, _ = prepare.prepare_folder("persons", data_dir, [f"validation={ann}"], [f"validation={images}"])
+  return data_dir, name, flat
+
+
+@pytest.fixture(scope="session")
+def figures_data(tmp_path_factory):
+  """(data_dir, data.name, per-split stats) of mrcnn_figures with 6 train / 4 val images of 64 px."""
+  data_dir = str(tmp_path_factory.mktemp("tfds_figures"))
+  name, stats, _ = prepare.prepare_keypoints(data_dir, seed=3, num_train=6, num_val=4, image_size=64)
+  return data_dir, name, stats

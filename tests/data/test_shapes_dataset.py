@@ -73,7 +73,7 @@ def test_prepare_cli_on_existing_dataset(shapes_data, capsys):
   assert "config.num_classes = 4, config.class_names = ('circle', 'square', 'triangle', 'bar')" in out
 
 
-@pytest.mark.parametrize("kind", ["shapes", "folder", "coco", "export"])
+@pytest.mark.parametrize("kind", ["shapes", "keypoints", "folder", "coco", "export"])
 def test_prepare_help_describes_every_flag(kind, capsys):
   with pytest.raises(SystemExit) as exit_info:
     prepare.main([kind, "--help"])

@@ -73,3 +73,33 @@ def write_coco_folder(root, bad_images=True):
   expected = {101: [(0, False, poly_mask), (1, True, crowd_mask)], 102: [(2, False, bird_mask)],
               103: []}
   return path, images_dir, expected
+
+
+COCO_SKELETON = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
+                 [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
+
+
+def write_person_keypoints_folder(root):
+  """A COCO person_keypoints folder: one 40x50 image, two persons (one with 3 labelled keypoints, one
+  with none) and a crowd region. Returns (json path, image dir, the first person's flat keypoints)."""
+  from mrcnn_jax.data.coco_classes import COCO_KEYPOINT_NAMES  # pylint: disable=import-outside-toplevel
+  images_dir = os.path.join(root, "images")
+  os.makedirs(images_dir, exist_ok=True)
+  Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(os.path.join(images_dir, "p.png"))
+  flat = [0] * 51
+  flat[0:3] = [10, 8, 2]            # nose, visible
+  flat[15:18] = [6, 15, 1]          # left_shoulder, labelled but occluded
+  flat[18:21] = [49, 15, 2]         # right_shoulder on the last pixel column
+  person = {"image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[4, 4, 49, 4, 49, 39, 4, 39]]}
+  annotations = [
+      {**person, "id": 1, "bbox": [4, 4, 46, 36], "keypoints": flat, "num_keypoints": 3},
+      {**person, "id": 2, "bbox": [4, 4, 10, 10], "keypoints": [0] * 51, "num_keypoints": 0},
+      {**person, "id": 3, "bbox": [30, 2, 10, 10], "iscrowd": 1},
+  ]
+  category = {"id": 1, "name": "person", "supercategory": "person",
+              "keypoints": list(COCO_KEYPOINT_NAMES), "skeleton": COCO_SKELETON}
+  path = os.path.join(root, "person_keypoints.json")
+  with open(path, "w") as f:
+    json.dump({"images": [{"id": 1, "file_name": "p.png", "height": 40, "width": 50}],
+               "annotations": annotations, "categories": [category]}, f)
+  return path, images_dir, flat
