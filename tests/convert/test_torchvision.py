@@ -147,7 +147,8 @@ def test_mismatches_are_listed(shapes, change, message):
 @pytest.mark.parametrize("weights,message", [
     ({"backbone.bottom_up.stem.conv1.weight": np.zeros(1)}, "a Detectron2 checkpoint: convert it with `detectron2`"),
     ({"model.layer.weight": np.zeros(1)}, "neither a torchvision Mask R-CNN"),
-    ({k: np.zeros(1) for k in tv_shapes() if not k.startswith("roi_heads.mask")}, "no roi_heads.mask_predictor"),
+    ({k: np.zeros(1) for k in tv_shapes() if not k.startswith("roi_heads.mask")},
+     "neither roi_heads.mask_predictor.mask_fcn_logits.weight nor roi_heads.keypoint_predictor"),
     ({"conv1.weight": np.zeros(1), "layer1.0.conv1.weight": np.zeros(1), "layer1.1.conv1.weight": np.zeros(1),
       "fc.weight": np.zeros(1)}, r"basic blocks, \(2, 0, 0, 0\) in res2..res5: none of"),
 ])
