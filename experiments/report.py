@@ -192,7 +192,7 @@ def plot(subtables, results: dict, path: str):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   stats = row_stats(results)
-  cols = 3
+  cols = min(3, len(subtables))
   rows = math.ceil(len(subtables) / cols)
   fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
   for ax, table in zip(axes.flat, subtables):

@@ -41,6 +41,9 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 WALL = "wall.json"
 LOCK = "sweep.lock"  # in a run's workdir while a sweep process trains it: "HOST PID"
 LOCAL_FIELDS = ("data.data_dir",)  # where the data lies, not what it is: ignored when comparing configs
+# Filled in from the dataset (data.name, compared) when training starts, so empty in the sweep's config
+# and set in the run's config.json: ignored when comparing configs too.
+FROM_DATA = ("data.keypoint_names", "data.keypoint_flip_map", "data.keypoint_sigmas", "data.keypoint_skeleton")
 
 
 def _hms(seconds: float) -> str:
@@ -64,12 +67,12 @@ def _write_json(path: str, value):
 
 def config_diff(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
   """Dotted fields whose values differ; fields present on one side only (a field added to the
-  package since) and LOCAL_FIELDS are ignored."""
+  package since), LOCAL_FIELDS and FROM_DATA are ignored."""
   if isinstance(saved, dict) and isinstance(wanted, dict):
     return [d for k in sorted(set(saved) & set(wanted))
             for d in config_diff(saved[k], wanted[k], f"{prefix}{k}.")]
   field = prefix.rstrip(".")
-  return [] if saved == wanted or field in LOCAL_FIELDS else [field]
+  return [] if saved == wanted or field in LOCAL_FIELDS + FROM_DATA else [field]
 
 
 def check_same_config(config, saved: dict | None, where: str):
@@ -271,6 +274,7 @@ def main(argv=None):
   selected = sweep.select(arm_list, module.SUBTABLES, args.only)
   results = args.results or getattr(module, "RESULTS", RESULTS)
 
+  score = module.SUBTABLES[0].metrics[0]  # the sweep's score, printed per run
   if not args.report_only:
     pipeline.resolve_classes(base.copy_and_resolve_references())  # data prepared? before any run folder
     todo = [(arm, seed) for seed in range(seeds) for arm in selected]  # a one-seed table first
@@ -308,8 +312,8 @@ def main(argv=None):
         _write_json(path, record(final, config, arm))
       finally:
         release(run_dir)
-      print(f"{tag}: done in {_hms(durations[-1])}: mask AP {final.get('segm/AP', float('nan')):.1f}, "
-            f"box AP {final.get('bbox/AP', float('nan')):.1f}; wrote {path}", flush=True)
+      scores = ", ".join(f"{report.COLUMNS[m]} {final.get(m, float('nan')):.1f}" for m in (score, "bbox/AP"))
+      print(f"{tag}: done in {_hms(durations[-1])}: {scores}; wrote {path}", flush=True)
       write_report(args.sweep, module.SUBTABLES, arm_list, results)
 
   write_report(args.sweep, module.SUBTABLES, arm_list, results, args.readme)

@@ -94,7 +94,7 @@ def test_sweep_runs_resumes_skips_and_reports(shapes_data, tmp_path, monkeypatch
   for arm in REAL:
     final = json.load(open(results / arm / "seed0.json"))
     assert final["steps"] == table2.QUICK_STEPS and final["wall_s"] > 0 and final["s_per_step"] > 0
-    assert all(0 <= final[m] <= 100 for m in sweep.METRICS)
+    assert all(0 <= final[m] <= 100 for m in sweep.METRICS if not m.startswith("keypoints/"))  # no keypoint head
     assert final["arm"] == arm and final["seed"] == 0 and final["config"]["model"]["width"] == 8
     assert final["machine"] and final["date"].endswith("UTC") and len(final["load_avg"]) == 3
 
