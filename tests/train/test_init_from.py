@@ -211,7 +211,7 @@ def test_a_checkpoint_that_is_neither_model_nor_backbone_is_refused(tmp_path, ca
   src = tmp_path / "other.pkl"
   src.write_bytes(pickle.dumps({"layer1.0.conv1.weight": np.zeros((1, 1, 1, 1), np.float32)}))
   assert convert_cli(["detectron2", str(src), "--out", str(tmp_path / "w")]) == 2
-  assert "neither a Detectron2 Mask R-CNN" in capsys.readouterr().err
+  assert "neither a Detectron2 Mask or Keypoint R-CNN" in capsys.readouterr().err
 
 
 C4 = {"head": "c4", "roi.pooler_resolution": 14}
