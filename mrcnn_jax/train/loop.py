@@ -226,8 +226,11 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
             step_fn = train_step_lib.make_train_step(graphdef, tx, schedule, mesh, freeze_at)
             if main:
               save_config(config, workdir)
-          if step + budget_lib.REPLAN_EVERY < min(plan.decay_steps, default=plan.steps):
-            measure.append(step + budget_lib.REPLAN_EVERY)
+          # The next window starts after the next step when that step compiles the rebuilt one: a
+          # compile in the window would read as a slower machine and re-plan again, shorter.
+          window_start = step + 1 if changed else step
+          if window_start + budget_lib.REPLAN_EVERY < min(plan.decay_steps, default=plan.steps):
+            measure += [window_start] * changed + [window_start + budget_lib.REPLAN_EVERY]
 
       saving = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
       stop = watcher.should_stop(step)
