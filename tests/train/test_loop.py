@@ -297,13 +297,17 @@ def test_a_time_budget_shortens_the_schedule_and_a_resumed_run_keeps_it(stand_in
   assert int(state["step"]) == 78
 
 
+@pytest.mark.parametrize("compile_s", [0.0, 30.0])
 def test_a_time_budget_re_measures_and_re_plans_until_the_first_lr_decay(stand_in, trainer_config, tmp_path,
-                                                                          monkeypatch, capsys):
+                                                                          monkeypatch, capsys, compile_s):
+  """A slow start, then a faster rate; with ``compile_s``, the step after the re-plan compiles the
+  rebuilt step, which the next window must not measure as the machine's speed."""
   clock = FakeClock(step_s=1.0)
   monkeypatch.setattr(loop.time, "perf_counter", clock)
 
   def slow_start(n, batch):                                   # 1 s/step while compiling and warming up
     clock.step_s = 1.0 if n <= 40 else 0.25
+    clock.now += compile_s * (n == 41)                        # step 41 compiles the re-planned step
     return clock.batch(n, batch)
   stand_in(slow_start)
   config = trainer_config.copy_and_resolve_references()
@@ -311,39 +315,17 @@ def test_a_time_budget_re_measures_and_re_plans_until_the_first_lr_decay(stand_i
   t.steps, t.decay_steps, t.lr_schedule, t.log_every, t.checkpoint_every = 400, (320, 360), "step", 50, 0
   t.time_budget_s, t.eval_every = 200.0, -1
   state, _ = loop.train(config, str(tmp_path))
-  # Step 40: 1 s/step leaves 0.96 * 160 s for 153 more steps (decay at 154, 174). Step 90: 0.25 s/step
-  # over 40-90, so the 310 steps left need 78 s of the 142 s left: the configured schedule after all.
-  out = capsys.readouterr().out
-  assert "training 193 steps instead" in out
-  assert "0.25 s/step measured, so the configured 400 steps need ~100 s and fit" in out
-  assert int(state["step"]) == 400
-  saved = json.loads((tmp_path / "config.json").read_text())["train"]
-  assert (saved["steps"], saved["decay_steps"]) == (400, [320, 360])
-
-
-def test_a_re_plans_compile_is_not_measured_as_the_machines_speed(stand_in, trainer_config, tmp_path,
-                                                                   monkeypatch, capsys):
-  clock = FakeClock(step_s=1.0)
-  monkeypatch.setattr(loop.time, "perf_counter", clock)
-
-  def slow_start_then_compile(n, batch):
-    clock.step_s = 1.0 if n <= 40 else 0.25
-    clock.now += 30.0 * (n == 41)                           # step 41 compiles the re-planned step
-    return clock.batch(n, batch)
-  stand_in(slow_start_then_compile)
-  config = trainer_config.copy_and_resolve_references()
-  t = config.train
-  t.steps, t.decay_steps, t.lr_schedule, t.log_every, t.checkpoint_every = 400, (320, 360), "step", 50, 0
-  t.time_budget_s, t.eval_every = 200.0, -1
-  state, _ = loop.train(config, str(tmp_path))
-  # Step 40 plans 193 steps; the window 41-91 (after the compile) measures 0.25 s/step: 309 more steps
-  # need 77 s of the 118 s left. Measured over 40-90, the compile would have read as 0.85 s/step and
-  # planned 222 steps, one more compile, before the next window found the rate.
+  # Step 40: 1 s/step leaves 0.96 * 160 s for 153 more steps (decay at 154, 174). Step 91: 0.25 s/step
+  # over 41-91 (after the compile), so the 309 steps left need 77 s of the 142 s (118 s with the
+  # compile) left: the configured schedule after all. Measured over 40-90, a 30 s compile would have
+  # read as 0.85 s/step and planned 222 steps, one more compile, before the next window found the rate.
   plans = [line for line in capsys.readouterr().out.splitlines() if line.startswith("time budget")]
   assert len(plans) == 2, plans
   assert "training 193 steps instead" in plans[0]
   assert "0.25 s/step measured, so the configured 400 steps need ~100 s and fit" in plans[1]
   assert int(state["step"]) == 400
+  saved = json.loads((tmp_path / "config.json").read_text())["train"]
+  assert (saved["steps"], saved["decay_steps"]) == (400, [320, 360])
 
 
 def test_a_time_budget_that_fits_trains_the_configured_steps(stand_in, trainer_config, tmp_path,
