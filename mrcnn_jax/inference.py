@@ -87,15 +87,19 @@ def _detect(graphdef, state, image, image_size, score_threshold, nms_threshold):
   return nnx.merge(graphdef, state).detect(image, image_size, score_threshold, nms_threshold)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 7))
-def _detect_resizing(graphdef, state, source, source_size, image_size, score_threshold, nms_threshold, canvas):
+def detect_resized(model, source, source_size, image_size, canvas, score_threshold, nms_threshold) -> dict:
   """torchvision's transform in the graph: originals source [B,Hs,Ws,3] uint8 (content source_size
   [B,2]) normalised, resized to image_size [B,2] on the (h, w) canvas (``ops.resize_bilinear``), zeros
-  around, then ``detect_normalized``."""
-  model = nnx.merge(graphdef, state)
+  around, then ``model.detect_normalized``. Shared by predict and the exported serving function."""
   resize = lambda image, size, out: ops.resize_bilinear(model.normalize_pixels(image), size, out, canvas)
   x = jax.vmap(resize)(source, source_size, image_size)
   return model.detect_normalized(x, image_size, score_threshold, nms_threshold)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 7))
+def _detect_resizing(graphdef, state, source, source_size, image_size, score_threshold, nms_threshold, canvas):
+  return detect_resized(nnx.merge(graphdef, state), source, source_size, image_size, canvas, score_threshold,
+                        nms_threshold)
 
 
 def compiled_count() -> int:

@@ -18,7 +18,7 @@ from flax import nnx
 from mrcnn_jax import ops
 from mrcnn_jax.data import canvas as canvas_lib
 from mrcnn_jax.export.canvas import resized_size, to_canvas
-from mrcnn_jax.inference import SCORE_THRESHOLD
+from mrcnn_jax.inference import SCORE_THRESHOLD, detect_resized
 from mrcnn_jax.model.mask_rcnn import MaskRCNN
 
 
@@ -36,10 +36,11 @@ def serving_function(model: MaskRCNN):
   def on_canvas(shape, model, resized):
     def run(images):
       if data.resize == "torchvision":  # resize the normalised float image, as predict does
-        size = jnp.broadcast_to(jnp.minimum(resized, jnp.array(shape)).astype(jnp.int32), (images.shape[0], 2))
-        x = jax.vmap(lambda image, out: ops.resize_bilinear(model.normalize_pixels(image), image.shape[:2],
-                                                            out, shape))(images, size)
-        return model.detect_normalized(x, size, SCORE_THRESHOLD, config.model.roi.nms_threshold), size
+        batch = images.shape[0]
+        size = jnp.broadcast_to(jnp.minimum(resized, jnp.array(shape)).astype(jnp.int32), (batch, 2))
+        source_size = jnp.broadcast_to(jnp.array(images.shape[1:3]), (batch, 2))
+        return detect_resized(model, images, source_size, size, shape, SCORE_THRESHOLD,
+                              config.model.roi.nms_threshold), size
       canvas = jax.vmap(lambda image: to_canvas(image, canvas=shape, min_size=data.min_size,
                                                 max_size=data.max_size))(images)
       det = model.detect(canvas["image"], canvas["image_size"], SCORE_THRESHOLD, config.model.roi.nms_threshold)
