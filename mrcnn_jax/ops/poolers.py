@@ -5,10 +5,11 @@ floor(canonical_level + log2(sqrt(area) / canonical_size + 1e-8)), clamped to
 [min_level, max_level].
 Level l has stride 2**l, so its spatial_scale is 1 / 2**l.
 
-Static shapes, no grouping of RoIs by level: for RoIAlign and RoIWarp the levels are flattened into
-one [sum_l H_l * W_l, C] buffer and every RoI samples its own level through per-RoI offsets, so the
-cost is that of a single-level RoIAlign. RoIPool's masked max has no such shortcut: it pools every
-RoI at every level and selects (an ablation baseline, kept simple).
+Static shapes, no grouping of RoIs by level: the levels are flattened into one
+[sum_l H_l * W_l, C] buffer and every RoI samples (RoIAlign, RoIWarp) or maxes over (RoIPool) its
+own level through per-RoI offsets, so the cost is that of a single-level pooler. RoIPool's static
+window, G x G cells per bin, covers the widest bin of any RoI inside the canvas (P2 bounds it:
+G = ceil((canvas / 4 + 2) / S) + 1, 6 for 7 x 7 bins on a 128 px canvas, 30 at 800 px).
 
 Detectron2's adaptive RoIAlign grid (sampling_ratio=0, ceil(extent / S) samples per bin and axis)
 needs a static cap G (roi_pooling's docstring). The level rule bounds an RoI's extent in cells:
@@ -34,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mrcnn_jax.ops._checks import check_array
-from mrcnn_jax.ops.roi_pooling import (check_output_size, roi_pool, roi_regions, sample_regions,
-                                     sampling_grid)
+from mrcnn_jax.ops.roi_pooling import (check_output_size, max_pool_regions, pool_grid,
+                                     quantize_boxes, roi_regions, sample_regions, sampling_grid)
 
 METHODS = ("roi_align", "roi_pool", "roi_warp")
 
@@ -109,13 +110,16 @@ def multilevel_pool(features, boxes, output_size, method="roi_align", sampling_r
   which = fpn_levels(boxes, min_level, max_level, canonical_size) - min_level  # [R] index into features
   scales = [2.0 ** -(min_level + i) for i in range(len(features))]
 
-  if method == "roi_pool":
-    pooled = jnp.stack([roi_pool(f, boxes, out, s) for f, s in zip(features, scales)])
-    return jnp.take_along_axis(pooled, which[None, :, None, None, None], axis=0)[0]
-
   shapes = np.array([f.shape[:2] for f in features], np.int32)  # [L, 2]
   offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]]).astype(np.int32)
   flat = jnp.concatenate([f.reshape(-1, f.shape[-1]) for f in features], axis=0)
+  if method == "roi_pool":
+    first, last = quantize_boxes(jax.lax.stop_gradient(boxes.astype(jnp.float32)),
+                                 jnp.asarray(scales, jnp.float32)[which])
+    # Exact for RoIs of any shape inside the canvas: the longest spans canvas / 2**min_level cells.
+    grid = pool_grid(canvas // 2 ** min_level, out)
+    return max_pool_regions(flat, jnp.asarray(offsets)[which], jnp.asarray(shapes)[which], first,
+                            last, out, grid)
   start, size = roi_regions(boxes, jnp.asarray(scales, jnp.float32)[which], method, aligned)
   return sample_regions(flat, jnp.asarray(offsets)[which], jnp.asarray(shapes)[which], start, size,
                         out, grid, adaptive)

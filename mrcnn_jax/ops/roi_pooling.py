@@ -24,7 +24,8 @@ No gradient flows into the boxes (as in Detectron2, whose kernels return none).
 
 The bilinear sampler works on a flat [N, C] buffer with per-RoI offsets and map extents, so the
 same code serves one map, all FPN levels at once (`poolers.py`) and per-instance mask grids
-(`masks.py`).
+(`masks.py`). RoIPool's max does the same over a static G x G window of cells per bin that covers
+the widest bin (`pool_grid`); its gradient goes to each bin's argmax, as torchvision's.
 """
 
 import functools
@@ -145,7 +146,8 @@ def axis_taps(start, size, bins, grid, length, adaptive=False):
 
 
 def _tap(ys, wy, xs, wx, a, b):
-  """Flat index and weight [R, Sh, Sw] of tap (a, b) of every bin (a, b may be traced)."""
+  """Flat index and weight [R, Sh, Sw] of tap (a, b) of every bin (a, b may be traced); with
+  boolean weights, whether the tap is in the bin."""
   def take(v, i):
     return jax.lax.dynamic_index_in_dim(v, i, 2, keepdims=False)
 
@@ -267,23 +269,66 @@ def roi_warp(features, boxes, output_size, spatial_scale, sampling_ratio=2, alig
                           True, max_sampling_ratio)
 
 
-def _bin_masks(first, last, bins, length):
-  """RoIPool bins along one axis: [R, bins, length] bool membership, from first/last cells [R].
+def _bin_cells(first, last, bins, grid, length):
+  """RoIPool bins along one axis: each bin's first `grid` cells [R, bins, grid] int32 (clipped into
+  the map) and whether each is in the bin [R, bins, grid] bool, from first / last cells [R].
 
-  Bin b spans [floor(b * n / bins), ceil((b + 1) * n / bins)) + first for an n-cell RoI, computed
-  exactly in integers. In float32 the bounds can overshoot by a cell: XLA may turn / bins into
-  * (1 / bins) (ceil(21 * float32(1 / 7)) = 4), and torchvision's kernel, which multiplies the
-  float32 bin size, gets ceil(7 * float32(57 / 7)) = 58; it differs from us in such rare bins.
+  Bin b spans [floor(b * n / bins), ceil((b + 1) * n / bins)) + first for an n-cell RoI, clipped to
+  [0, length), computed exactly in integers. In float32 the bounds can overshoot by a cell: XLA may
+  turn / bins into * (1 / bins) (ceil(21 * float32(1 / 7)) = 4), and torchvision's kernel, which
+  multiplies the float32 bin size, gets ceil(7 * float32(57 / 7)) = 58; it differs from us in such
+  rare bins.
   """
   limit = 1 << 20  # keeps absurd (or NaN) boxes finite before the integer cast
   first = jnp.clip(jnp.nan_to_num(first), -limit, limit).astype(jnp.int32)[:, None]
   last = jnp.clip(jnp.nan_to_num(last), -limit, limit).astype(jnp.int32)[:, None]
+  length = jnp.asarray(length, jnp.int32).reshape(-1, 1)
   extent = jnp.maximum(last - first + 1, 1)
   b = jnp.arange(bins, dtype=jnp.int32)
   lo = jnp.clip(b * extent // bins + first, 0, length)
   hi = jnp.clip(-(-(b + 1) * extent // bins) + first, 0, length)
-  cells = jnp.arange(length, dtype=jnp.int32)
-  return (cells >= lo[..., None]) & (cells < hi[..., None])
+  cells = lo[..., None] + jnp.arange(grid, dtype=jnp.int32)
+  return jnp.minimum(cells, length[..., None] - 1), cells < hi[..., None]
+
+
+def pool_grid(cells, output_size):
+  """The widest RoIPool bin, in cells, of any RoI spanning at most `cells` map cells plus the two
+  that rounding its ends can add: ceil((cells + 2) / S) + 1 (a bin straddles one cell more than
+  its share), and never more than the map's `cells`."""
+  return max(1, min(cells, -(-(cells + 2) // min(output_size)) + 1))
+
+
+def max_pool_regions(flat, offsets, extents, first, last, output_size, grid):
+  """RoIPool's max over each bin of quantized regions of a flat [N, C] buffer; 0 for an empty bin.
+
+  Args:
+    flat, offsets, extents: as sample_regions.
+    first, last: [R, 2] first and last covered cell (y, x) of each RoI (quantize_boxes).
+    output_size: static (Sh, Sw). grid: static G, at least the widest bin in cells (pool_grid);
+      a wider bin is maxed over its first G x G cells.
+  Returns:
+    [R, Sh, Sw, C] in flat's dtype, differentiable w.r.t. flat: each output's gradient goes to its
+    bin's first maximum in row-major order (torchvision's argmax). Cost: R * Sh * Sw * G^2 gathered
+    rows of C, in a loop over the G^2 cells of a bin (one [R, Sh, Sw, C] gather alive at a time).
+  """
+  sh, sw = output_size
+  rows, row_in = _bin_cells(first[:, 0], last[:, 0], sh, grid, extents[:, 0])
+  cols, col_in = _bin_cells(first[:, 1], last[:, 1], sw, grid, extents[:, 1])
+  rows = rows * extents[:, 1:2, None].astype(jnp.int32) + offsets.astype(jnp.int32)[:, None, None]
+  values = jax.lax.stop_gradient(flat)
+
+  def visit(k, carry):
+    best, arg = carry
+    idx, inside = _tap(rows, row_in, cols, col_in, k // grid, k % grid)     # [R, Sh, Sw] each
+    value = values.at[idx].get(mode="promise_in_bounds")                     # [R, Sh, Sw, C]
+    better = inside[..., None] & ((value > best) | (arg < 0))
+    return jnp.where(better, value, best), jnp.where(better, idx[..., None], arg)
+
+  shape = (first.shape[0], sh, sw, flat.shape[-1])
+  init = (jnp.full(shape, -jnp.inf, flat.dtype), jnp.full(shape, -1, jnp.int32))
+  _, arg = jax.lax.fori_loop(0, grid * grid, visit, init)
+  pooled = flat.at[jnp.maximum(arg, 0), jnp.arange(shape[-1])].get(mode="promise_in_bounds")
+  return jnp.where(arg >= 0, pooled, jnp.zeros((), flat.dtype))
 
 
 @functools.partial(jax.jit, static_argnames=_POOL_STATICS)
@@ -292,22 +337,15 @@ def roi_pool(features, boxes, output_size, spatial_scale, sampling_ratio=2, alig
   """RoIPool (Caffe / torchvision): max over quantized bins, 0 for empty bins.
 
   `sampling_ratio`, `aligned` and `max_sampling_ratio` are unused (signature shared with
-  roi_align). A bin's extent is data-dependent, so the max is taken over masks on the whole map,
-  separably (columns, then rows): cost O(R * Sw * H * W * C), memory O(R * H * Sw * C). Fine for
-  small maps and the ablation; use RoIAlign for large ones. Returns [R, Sh, Sw, C].
+  roi_align). Exact for every RoI no larger than the map, wherever it lies (a larger one has bins
+  wider than max_pool_regions' static G = pool_grid(max(H, W)): those are maxed over their first G
+  cells). Returns [R, Sh, Sw, C].
   """
   del sampling_ratio, aligned, max_sampling_ratio
-  features, boxes, (sh, sw) = _check_pool_args(features, boxes, output_size, spatial_scale)
-  h, w, _ = features.shape
+  features, boxes, out = _check_pool_args(features, boxes, output_size, spatial_scale)
+  h, w, c = features.shape
+  r = boxes.shape[0]
   first, last = quantize_boxes(jax.lax.stop_gradient(boxes.astype(jnp.float32)), spatial_scale)
-  rows = _bin_masks(first[:, 0], last[:, 0], sh, h)  # [R, sh, H]
-  cols = _bin_masks(first[:, 1], last[:, 1], sw, w)  # [R, sw, W]
-  lowest = jnp.array(-jnp.inf, features.dtype)
-
-  def one(row_mask, col_mask):
-    by_col = jnp.max(jnp.where(col_mask[None, :, :, None], features[:, None], lowest), axis=2)
-    pooled = jnp.max(jnp.where(row_mask[:, :, None, None], by_col[None], lowest), axis=1)
-    empty = ~(jnp.any(row_mask, axis=1)[:, None] & jnp.any(col_mask, axis=1)[None, :])
-    return jnp.where(empty[..., None], jnp.zeros((), features.dtype), pooled)
-
-  return jax.vmap(one)(rows, cols)
+  return max_pool_regions(features.reshape(h * w, c), jnp.zeros((r,), jnp.int32),
+                          jnp.broadcast_to(jnp.array([h, w], jnp.int32), (r, 2)), first, last, out,
+                          pool_grid(max(h, w), out))

@@ -28,9 +28,13 @@ def _pyramid(rng, canvas, channels, levels=(2, 3, 4, 5)):
 
 
 def _boxes_for_all_levels(rng, canvas):
-  sides = np.array([20.0, 40.0, 120.0, 150.0, 230.0, 300.0, 470.0, 500.0])  # levels 2,2,3,3,4,4,5,5
+  """Squares for levels 2,2,3,3,4,4,5,5, then a sliver across the canvas (level 2: the longest RoI
+  in cells, the widest RoIPool bins)."""
+  sides = np.array([20.0, 40.0, 120.0, 150.0, 230.0, 300.0, 470.0, 500.0])
   xy = rng.uniform(-10.0, canvas - sides[:, None] * 0.8, (len(sides), 2))
-  return jnp.asarray(np.concatenate([xy, xy + sides[:, None]], axis=1), jnp.float32)
+  squares = np.concatenate([xy, xy + sides[:, None]], axis=1)
+  sliver = [[-1.5, 100.0, canvas + 1.5, 104.0]]
+  return jnp.asarray(np.concatenate([squares, sliver]), jnp.float32)
 
 
 @pytest.mark.parametrize("method,op", [("roi_align", roi_align), ("roi_warp", roi_warp),
@@ -82,7 +86,7 @@ def test_multilevel_custom_min_level_and_jit():
 def test_adaptive_multilevel_equals_single_level():
   rng = np.random.default_rng(3)
   feats = _pyramid(rng, 512, 2)
-  boxes = _boxes_for_all_levels(rng, 512)
+  boxes = _boxes_for_all_levels(rng, 512)[:-1]  # the squares (the sliver needs more than the cap)
   levels = np.asarray(fpn_levels(boxes))
   got = multilevel_pool(feats, boxes, 7, sampling_ratio=0)  # derived cap: 4
   for r, level in enumerate(levels):

@@ -283,6 +283,25 @@ def test_roi_pool_matches_reference_loop():
   got = roi_pool(jnp.asarray(feat), jnp.asarray(boxes), 7, 1.0)
   np.testing.assert_array_equal(got[0, ..., 0], feat[3:10, 2:9, 0])
   np.testing.assert_allclose(got, reference_roi_pool(feat, boxes, (7, 7), 1.0), atol=1e-6)
+  # The widest bins a static window must cover: RoIs as long as the map, one row high or the whole
+  # map, rounded outwards at both ends, and one larger than the map that reaches into it.
+  feat = rng.standard_normal((6, 40, 2)).astype(np.float32)
+  boxes = np.array([[-0.5, 2.0, 39.5, 2.2], [-0.5, -0.5, 39.5, 5.5], [0.2, 0.6, 39.4, 4.4],
+                    [-20.0, -3.0, 30.0, 9.0]], np.float32)
+  for out in ((2, 3), (1, 7)):
+    got = roi_pool(jnp.asarray(feat), jnp.asarray(boxes), out, 1.0)
+    np.testing.assert_allclose(got, reference_roi_pool(feat, boxes, out, 1.0), atol=1e-6, err_msg=str(out))
+
+
+def test_roi_pool_gradient_goes_to_each_bins_first_maximum():
+  """Ties (a constant map) send each bin's gradient to its first cell in row-major order, as
+  torchvision's argmax does; an empty bin gets none."""
+  feat = jnp.zeros((4, 4, 1))
+  boxes = jnp.array([[0.0, 0.0, 3.0, 3.0], [10.0, 10.0, 12.0, 12.0]])  # all 16 cells; off the map
+  grad = jax.grad(lambda f: roi_pool(f, boxes, 2, 1.0).sum())(feat)[..., 0]
+  want = np.zeros((4, 4))
+  want[0, 0] = want[0, 2] = want[2, 0] = want[2, 2] = 1.0
+  np.testing.assert_array_equal(grad, want)
 
 
 def test_roi_warp_hand_case():
