@@ -4,11 +4,8 @@ overrides: Detectron2's test resize and padding), on photographs at their own si
 scores and keypoints in original pixels must come out (>= 95 % of its detections matched per image, box
 IoU > 0.98, score difference < 1e-3; on those, >= 95 % of keypoints within 1 px with score differences
 < 1e-3); our keypoint head on Detectron2's boxes gives its heatmap logits (stored as float16); and our
-static decode of its own heatmaps gives its keypoints. Weight seed 0 is the shared oracle's; seed 1's
-boxes, scores and keypoints are ``data/detectron2_keypoints_seed1.npz``, made by the same Detectron2 with
-scripts/oracles/d2_keypoint_oracle.py (which gives the shared seed-0 file back: same detections, scores
-within 1.5e-5). The suite runs chelsea (800x1216 canvas) and the portrait astronaut crop (1184x800);
-``MRCNN_PARITY_ALL=1`` runs all six.
+static decode of its own heatmaps gives its keypoints. The suite runs chelsea (800x1216 canvas) and the
+portrait astronaut crop (1184x800); ``MRCNN_PARITY_ALL=1`` runs all six.
 """
 
 import os
@@ -25,8 +22,6 @@ from mrcnn_jax.ops import heatmaps_to_keypoints
 from mrcnn_jax.postprocess import keypoints_to_original
 
 IMAGES = range(6) if os.environ.get("MRCNN_PARITY_ALL") else (1, 4)
-SEEDS = (0, 1)
-SEED1 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "detectron2_keypoints_seed1.npz")
 HEATMAP_DETECTIONS = 4  # of image IMAGES[0], through our head on Detectron2's boxes
 
 
@@ -46,46 +41,36 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, reference):
-  """seed -> (model, Detectron2's outputs, our ``Detections.image`` per image index), made on first use."""
+def parity(tmp_path_factory, reference):
+  """(model, Detectron2's outputs, our ``Detections.image`` per image index)."""
   weights = oracles.d2_weights(oracles.DETECTRON2_KEYPOINTS, "d2_kp_weights")
-  made = {}
-
-  def get(seed):
-    if seed not in made:
-      tmp = tmp_path_factory.mktemp(f"d2_keypoints{seed}")
-      weights.write(seed, str(tmp / "model_final.pkl"))
-      assert convert_cli(["detectron2", str(tmp / "model_final.pkl"), "--out", str(tmp / "workdir")]) == 0
-      (tmp / "model_final.pkl").unlink()  # 237 MB
-      model = mrcnn_jax.load(str(tmp / "workdir"))
-      ref = reference if seed == 0 else {**np.load(SEED1), **{f"img{i}_image": reference[f"img{i}_image"]
-                                                             for i in IMAGES}}
-      detections = mrcnn_jax.predict(model, [ref[f"img{i}_image"] for i in IMAGES])
-      made[seed] = model, ref, dict(zip(IMAGES, (detections.image(b) for b in range(len(IMAGES)))))
-    return made[seed]
-
-  return get
+  tmp = tmp_path_factory.mktemp("d2_keypoints")
+  weights.write(0, str(tmp / "model_final.pkl"))
+  assert convert_cli(["detectron2", str(tmp / "model_final.pkl"), "--out", str(tmp / "workdir")]) == 0
+  (tmp / "model_final.pkl").unlink()  # 237 MB
+  model = mrcnn_jax.load(str(tmp / "workdir"))
+  detections = mrcnn_jax.predict(model, [reference[f"img{i}_image"] for i in IMAGES])
+  return model, reference, dict(zip(IMAGES, (detections.image(b) for b in range(len(IMAGES)))))
 
 
-def test_converted_config_is_detectron2s_keypoint_model(converted):
-  config = converted(0)[0].config
+def test_converted_config_is_detectron2s_keypoint_model(parity):
+  config = parity[0].config
   assert config.class_names == ("person",) and not config.model.mask_on
   assert config.model.keypoint.num_keypoints == 17 and config.model.keypoint.num_convs == 8
   assert len(config.data.keypoint_names) == 17 and len(config.data.keypoint_flip_map) == 8
 
 
-@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("i", IMAGES)
-def test_detections_and_keypoints_match_detectron2(converted, seed, i):
-  _, ref, det = converted(seed)
+def test_detections_and_keypoints_match_detectron2(parity, i):
+  _, ref, det = parity
   matched, score, close, measured = oracles.keypoint_agreement(ref[f"img{i}_boxes"], ref[f"img{i}_scores"],
                                                                ref[f"img{i}_keypoints"], det[i])
-  print(f"seed {seed} image {i}: {measured}")
-  assert matched >= 0.95 and score < 1e-3 and close >= 0.95, f"seed {seed} image {i}: {measured}"
+  print(f"image {i}: {measured}")
+  assert matched >= 0.95 and score < 1e-3 and close >= 0.95, measured
 
 
-def test_keypoint_head_gives_detectron2s_heatmaps_on_its_boxes(converted):
-  model, ref, _ = converted(0)
+def test_keypoint_head_gives_detectron2s_heatmaps_on_its_boxes(parity):
+  model, ref, _ = parity
   i = IMAGES[0]
   example = resize_and_pad(ref[f"img{i}_image"], model.config.data)
   boxes = ref[f"img{i}_boxes_resized"][:HEATMAP_DETECTIONS]
