@@ -22,7 +22,7 @@ PLAN_FILE = "budget_plan.json"
 MEASURE_FROM, MEASURE_TO = 10, 40  # the rate: steps after the first (compiling) one, past warm-up effects
 MARGIN = 0.96                      # of the remaining time planned for steps; the rest absorbs rate drift
 REPLAN_EVERY = 50                  # steps: the moving window over which the rate is re-measured
-REPLAN_CHANGE = 0.05               # a re-plan moving the steps by less is not worth a compile
+REPLAN_CHANGE = 0.05               # a re-plan moving the steps by less keeps the plan (and its decay points)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,15 +39,14 @@ class Plan:
     return self.steps < self.configured_steps
 
 
-def fit(train: ConfigDict, elapsed_s: float, step: int, seconds_per_step: float,
-        compile_s: float = 0.0) -> Plan:
+def fit(train: ConfigDict, elapsed_s: float, step: int, seconds_per_step: float) -> Plan:
   """The plan for ``train`` (a ``config.train``) once ``step`` steps ran in ``elapsed_s`` seconds of
-  its budget at ``seconds_per_step``; a shortened schedule first costs ``compile_s`` (the step is
-  compiled again). Never fewer steps than ``step + 1``."""
+  its budget at ``seconds_per_step`` (another schedule costs no compile: the step takes its lengths
+  as inputs). Never fewer steps than ``step + 1``."""
   usable = MARGIN * (train.time_budget_s - elapsed_s)
   if (train.steps - step) * seconds_per_step <= usable:   # fits: the configured schedule, untouched
     return Plan(train.steps, tuple(train.decay_steps), train.steps, seconds_per_step, train.time_budget_s)
-  steps = max(step + 1, step + int((usable - compile_s) / seconds_per_step))
+  steps = max(step + 1, step + int(usable / seconds_per_step))
   scale = steps / train.steps
   decay = tuple(min(steps, max(step + 1, round(d * scale))) for d in train.decay_steps)
   return Plan(steps, decay, train.steps, seconds_per_step, train.time_budget_s)

@@ -13,6 +13,7 @@ time_budget_s (> 0: fit the run into that many seconds, see budget.py);
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -107,24 +108,21 @@ def _budget_start(tc: ConfigDict, workdir: str) -> budget_lib.Plan | None:
 
 
 def _budget_fit(configured: ConfigDict, tc: ConfigDict, plan: budget_lib.Plan | None, workdir: str,
-                step: int, elapsed_s: float, seconds_per_step: float, compile_s: float,
+                step: int, elapsed_s: float, seconds_per_step: float,
                 bar: tqdm.tqdm) -> tuple[budget_lib.Plan, bool]:
   """Plans the rest of a budgeted run from process 0's measurements: ``configured`` (the config's own
-  ``train``) fitted to the budget left (another schedule costs one more compilation of the step, about
-  ``compile_s``). A new plan (the first, or one that moves the steps by more than
-  ``budget_lib.REPLAN_CHANGE``) is applied to ``tc``, saved and told to the user. Returns the plan in
-  force and whether the step must be rebuilt for a changed schedule."""
+  ``train``) fitted to the budget left. A new plan (the first, or one that moves the steps by more
+  than ``budget_lib.REPLAN_CHANGE``) is applied to ``tc``, saved and told to the user. Returns the
+  plan in force and whether it changed the schedule's lengths."""
   if jax.process_count() > 1:                     # one plan for all processes
-    seconds_per_step, compile_s = map(float, multihost_utils.broadcast_one_to_all(
-        np.array([seconds_per_step, compile_s])))
-  new = budget_lib.fit(configured, elapsed_s, step, seconds_per_step, compile_s)
+    seconds_per_step = float(multihost_utils.broadcast_one_to_all(np.array(seconds_per_step)))
+  new = budget_lib.fit(configured, elapsed_s, step, seconds_per_step)
   if plan is not None and abs(new.steps - plan.steps) <= budget_lib.REPLAN_CHANGE * plan.steps:
     return plan, False
   changed = new.steps != tc.steps
   budget_lib.apply(tc, new)
   bar.total = new.steps
-  seconds_left = (new.steps - step) * seconds_per_step + (compile_s if changed else 0)
-  eta = time.localtime(time.time() + seconds_left)
+  eta = time.localtime(time.time() + (new.steps - step) * seconds_per_step)
   if jax.process_index() == 0:
     budget_lib.save(workdir, new)
     bar.write(budget_lib.describe(new, time.strftime("%H:%M:%S", eta)))
@@ -179,10 +177,11 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
     imported = init_from_lib.load(tc.init_from, config, {"params": params, "batch_stats": batch_stats})
     params, batch_stats = jax.device_put((imported["params"], imported["batch_stats"]),
                                          mesh_lib.replicated(mesh))
-  freeze_at = config.model.freeze_at
-  tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
-  state = train_step_lib.init_state(params, batch_stats, tx, tc.seed, mesh)
-  step_fn = train_step_lib.make_train_step(graphdef, tx, schedule, mesh, freeze_at)
+  optimizer = functools.partial(optimizer_lib.make_optimizer, tc, batch_size, config.model.freeze_at)
+  state = train_step_lib.init_state(params, batch_stats, optimizer()[0], tc.seed, mesh)
+  step_fn = train_step_lib.make_train_step(graphdef, lambda lengths: optimizer(lengths=lengths), mesh,
+                                           config.model.freeze_at)
+  lengths = optimizer_lib.schedule_lengths(tc)
 
   data_iter = data_lib.train_iterator(config, shard_index=jax.process_index(),
                                       shard_count=jax.process_count())
@@ -195,19 +194,19 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
   watcher = preemption.PreemptionWatcher()
   bar = tqdm.tqdm(total=tc.steps, initial=start, disable=not main, unit="step", dynamic_ncols=True)
   summary, window, previous = {}, [], None
-  # A budgeted run times steps 1 (compiling), MEASURE_FROM and MEASURE_TO, plans from that rate, then
-  # re-measures every REPLAN_EVERY steps and re-plans until its first lr decay.
+  # A budgeted run times steps MEASURE_FROM and MEASURE_TO, plans from that rate, then re-measures
+  # every REPLAN_EVERY steps and re-plans until its first lr decay.
   configured = tc.copy_and_resolve_references()
-  measure = ([start + 1, start + budget_lib.MEASURE_FROM, start + budget_lib.MEASURE_TO]
+  measure = ([start + budget_lib.MEASURE_FROM, start + budget_lib.MEASURE_TO]
              if tc.time_budget_s > 0 and plan is None else [])
   marks = {}
-  loop_start = tick = time.perf_counter()
+  tick = time.perf_counter()
   step = start
   try:
     while step < tc.steps:
       step += 1                                   # ``step`` = number of updates done after this one
       batch = mesh_lib.global_batch(next(data_iter), mesh)
-      state, metrics = step_fn(state, batch)
+      state, metrics = step_fn(state, batch, lengths)
       if previous is not None:                    # checked one step late: keeps the device busy
         check_finite(*previous)
       previous = (step, metrics)
@@ -217,20 +216,15 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
         jax.block_until_ready(metrics)
         marks[measure.pop(0)] = time.perf_counter()
         if not measure:                           # rate over the steps since the last mark
-          first, last = sorted(marks)[0], sorted(marks)[-2]
+          last = sorted(marks)[-2]
           rate = (marks[step] - marks[last]) / (step - last)
-          plan, changed = _budget_fit(configured, tc, plan, workdir, step, marks[step] - begin, rate,
-                                      compile_s=marks[first] - loop_start - rate, bar=bar)
-          if changed:                             # same optimizer state, another lr schedule
-            tx, schedule = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
-            step_fn = train_step_lib.make_train_step(graphdef, tx, schedule, mesh, freeze_at)
+          plan, changed = _budget_fit(configured, tc, plan, workdir, step, marks[step] - begin, rate, bar)
+          if changed:                             # the same compiled step, given the new lengths
+            lengths = optimizer_lib.schedule_lengths(tc)
             if main:
               save_config(config, workdir)
-          # The next window starts after the next step when that step compiles the rebuilt one: a
-          # compile in the window would read as a slower machine and re-plan again, shorter.
-          window_start = step + 1 if changed else step
-          if window_start + budget_lib.REPLAN_EVERY < min(plan.decay_steps, default=plan.steps):
-            measure += [window_start] * changed + [window_start + budget_lib.REPLAN_EVERY]
+          if step + budget_lib.REPLAN_EVERY < min(plan.decay_steps, default=plan.steps):
+            measure.append(step + budget_lib.REPLAN_EVERY)
 
       saving = tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0
       stop = watcher.should_stop(step)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from ml_collections import ConfigDict
 
@@ -32,16 +33,15 @@ SCHEDULES = ("step", "cosine")
 
 
 def lr_schedule(peak_lr: float, warmup_steps: int, warmup_factor: float,
-                decay_steps: Sequence[int], decay_factor: float = 0.1, kind: str = "step",
-                total_steps: int = 0) -> optax.Schedule:
+                decay_steps: Sequence[int] | jax.Array, decay_factor: float = 0.1, kind: str = "step",
+                total_steps: int | jax.Array = 0) -> optax.Schedule:
   """``step -> lr``: linear warmup from ``warmup_factor * peak_lr``, times the decay of ``kind``:
   "step", x``decay_factor`` at each of ``decay_steps`` (Detectron2's WarmupMultiStepLR), or
-  "cosine", 0.5 * (1 + cos(pi * step / total_steps)) down to 0 at ``total_steps`` (WarmupCosineLR)."""
+  "cosine", 0.5 * (1 + cos(pi * step / total_steps)) down to 0 at ``total_steps`` (WarmupCosineLR).
+  ``decay_steps`` and ``total_steps`` may be traced (see ``schedule_lengths``)."""
   if kind not in SCHEDULES:
     raise ValueError(f"config.train.lr_schedule must be one of {SCHEDULES}, got {kind!r}")
-  if kind == "cosine" and total_steps <= 0:
-    raise ValueError(f"the cosine schedule needs config.train.steps > 0, got {total_steps}")
-  boundaries = jnp.asarray(sorted(decay_steps), jnp.int32)
+  boundaries = jnp.sort(jnp.asarray(decay_steps, jnp.int32).reshape(-1))
 
   def schedule(step):
     step = jnp.asarray(step, jnp.int32)
@@ -95,18 +95,31 @@ def frozen_labels(params, freeze_at: int):
   return jax.tree_util.tree_map_with_path(rule, params)
 
 
+def schedule_lengths(train: ConfigDict) -> dict[str, np.ndarray]:
+  """The lr schedule's lengths in ``config.train``, as the train step's inputs: ``{"steps": int32 [],
+  "decay_steps": int32 [k]}``. A time budget's re-plan changes their values, not their shapes, so the
+  compiled step runs the new schedule without compiling again."""
+  return {"steps": np.asarray(train.steps, np.int32),
+          "decay_steps": np.asarray(train.decay_steps, np.int32).reshape(-1)}
+
+
 def make_optimizer(train: ConfigDict, global_batch: int, freeze_at: int = 0,
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+                   lengths: dict | None = None) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer and its learning-rate schedule from ``config.train``.
 
   Reads ``optimizer`` ("sgd" | "adamw"), ``base_lr, warmup_steps, warmup_factor, lr_schedule,
   decay_steps, steps, momentum, weight_decay, clip_norm`` (``clip_norm <= 0`` or None: no clipping).
+  ``lengths`` (``schedule_lengths``, possibly traced) replaces ``steps`` and ``decay_steps`` in the
+  schedule; the optimizer state's structure does not depend on them.
   """
   if train.optimizer not in ("sgd", "adamw"):
     raise ValueError(f"config.train.optimizer must be 'sgd' or 'adamw', got {train.optimizer!r}")
+  if train.lr_schedule == "cosine" and train.steps <= 0:
+    raise ValueError(f"the cosine schedule needs config.train.steps > 0, got {train.steps}")
+  lengths = schedule_lengths(train) if lengths is None else lengths
   schedule = lr_schedule(scaled_lr(train.base_lr, global_batch), train.warmup_steps,
-                         train.warmup_factor, train.decay_steps, kind=train.lr_schedule,
-                         total_steps=train.steps)
+                         train.warmup_factor, lengths["decay_steps"], kind=train.lr_schedule,
+                         total_steps=lengths["steps"])
   parts = []
   if train.clip_norm and train.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(train.clip_norm))

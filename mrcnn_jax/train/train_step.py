@@ -55,15 +55,18 @@ def variables(state: TrainState) -> tuple[nnx.State, nnx.State]:
   return state["params"], state.get("batch_stats", nnx.State({}))
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, mesh: Mesh, freeze_at: int = 0,
-                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-  """Returns ``step(state, batch) -> (state, metrics)``, jitted over ``mesh``.
+def make_train_step(graphdef: nnx.GraphDef, optimizer: Callable[[dict], tuple[optax.GradientTransformation,
+                                                                            optax.Schedule]],
+                    mesh: Mesh, freeze_at: int = 0,
+                    ) -> Callable[[TrainState, dict, dict], tuple[TrainState, dict]]:
+  """Returns ``step(state, batch, lengths) -> (state, metrics)``, jitted over ``mesh``.
 
-  ``batch``: global arrays from ``mesh.global_batch``. ``metrics``: every loss term, ``loss``
-  (their sum), ``grad_norm`` (over trainable parameters), ``lr`` and ``finite`` (all of these are
-  finite). A step whose losses or gradients are not finite leaves the state untouched, so a bad
-  batch can never reach a checkpoint; the loop stops on ``finite == False``.
+  ``optimizer(lengths)``: the optimizer and lr schedule for the schedule lengths ``lengths``
+  (``optimizer.schedule_lengths``), which the step takes as inputs, so a re-planned schedule runs
+  the same compiled step. ``batch``: global arrays from ``mesh.global_batch``. ``metrics``: every loss
+  term, ``loss`` (their sum), ``grad_norm`` (over trainable parameters), ``lr`` and ``finite`` (all
+  of these are finite). A step whose losses or gradients are not finite leaves the state untouched,
+  so a bad batch can never reach a checkpoint; the loop stops on ``finite == False``.
   """
   replicated = mesh_lib.replicated(mesh)
 
@@ -77,7 +80,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
     labels = optimizer_lib.frozen_labels(grads, freeze_at)
     return jax.tree.map(lambda g, lab: jnp.zeros_like(g) if lab == "frozen" else g, grads, labels)
 
-  def step(state, batch):
+  def step(state, batch, lengths):
+    tx, schedule = optimizer(lengths)
     key = jax.random.fold_in(state["rng"], state["step"])
     (total, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(*variables(state), batch, key)
     grad_norm = optax.tree.norm(trainable_only(grads))
@@ -90,5 +94,5 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                "finite": finite}
     return new, metrics
 
-  return jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharded(mesh)),
+  return jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharded(mesh), replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)

@@ -11,7 +11,7 @@ def train_config(steps=2250, decay_steps=(1875, 2150), time_budget_s=700.0):
 
 
 def test_the_configured_schedule_when_it_fits():
-  plan = budget.fit(train_config(), elapsed_s=40.0, step=25, seconds_per_step=0.25, compile_s=30.0)
+  plan = budget.fit(train_config(), elapsed_s=40.0, step=25, seconds_per_step=0.25)
   assert (plan.steps, plan.decay_steps, plan.shortened) == (2250, (1875, 2150), False)
   # a decay point the measurement already passed stays where it was (a resume replays it there)
   plan = budget.fit(train_config(decay_steps=(20, 2150)), 40.0, 40, 0.25)
@@ -19,10 +19,10 @@ def test_the_configured_schedule_when_it_fits():
 
 
 def test_a_slow_machine_gets_the_same_schedule_shape_in_fewer_steps():
-  plan = budget.fit(train_config(), elapsed_s=60.0, step=25, seconds_per_step=0.9, compile_s=30.0)
-  # 0.96 * 640 s = 614 s, less 30 s to compile the shortened step: 649 more steps
-  assert plan.steps == 25 + int((0.96 * 640 - 30) / 0.9) == 674
-  assert plan.decay_steps == (round(1875 * 674 / 2250), round(2150 * 674 / 2250)) == (562, 644)
+  plan = budget.fit(train_config(), elapsed_s=60.0, step=25, seconds_per_step=0.9)
+  # 0.96 * 640 s = 614 s: 682 more steps
+  assert plan.steps == 25 + int(0.96 * 640 / 0.9) == 707
+  assert plan.decay_steps == (round(1875 * 707 / 2250), round(2150 * 707 / 2250)) == (589, 676)
   assert plan.shortened and plan.seconds_per_step == 0.9 and plan.configured_steps == 2250
 
 

@@ -49,6 +49,20 @@ def test_cosine_schedule_follows_warmup_then_half_cosine_to_zero(step, factor):
   np.testing.assert_allclose(schedule(step), 0.02 * factor, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["step", "cosine"])
+def test_a_schedule_compiled_once_takes_another_plans_lengths(kind):
+  """The train step gets ``schedule_lengths`` as inputs: one compiled schedule, given a re-plan's
+  lengths, is that plan's own schedule."""
+  configured = train_config(lr_schedule=kind, steps=3000)
+  replanned = train_config(lr_schedule=kind, steps=1200, decay_steps=(960, 1120))
+  lr = jax.jit(lambda lengths, steps: jax.vmap(optimizer.make_optimizer(configured, 16, lengths=lengths)[1])(steps))
+  steps = jnp.asarray([0, 100, 959, 960, 1119, 1120, 1199, 2500])
+  for plan in (replanned, configured):
+    want = jax.vmap(optimizer.make_optimizer(plan, 16)[1])(steps)
+    np.testing.assert_allclose(lr(optimizer.schedule_lengths(plan), steps), want, rtol=1e-6)
+  assert lr._cache_size() == 1
+
+
 def test_unknown_schedule_raises():
   with pytest.raises(ValueError, match="lr_schedule"):
     optimizer.make_optimizer(train_config(lr_schedule="poly", steps=10), global_batch=16)

@@ -36,8 +36,11 @@ def run_steps(config, devices, shard_counts, prefix):
   """Trains from the same initial state once per data layout; saves ``{prefix}-{shards}shards.npz``."""
   mesh = mesh_lib.make_mesh(devices)
   graphdef, params, batch_stats = loop.init_model(config, mesh)
-  tx, schedule = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
-  step = train_step_lib.make_train_step(graphdef, tx, schedule, mesh)
+  tx, _ = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
+  step = train_step_lib.make_train_step(
+      graphdef, lambda lengths: optimizer_lib.make_optimizer(config.train, config.data.batch_size,
+                                                             lengths=lengths), mesh)
+  lengths = optimizer_lib.schedule_lengths(config.train)
   for shards in shard_counts:
     state = train_step_lib.init_state(*jax.tree.map(jnp.copy, (params, batch_stats)), tx, config.train.seed,
                                       mesh)
@@ -47,7 +50,7 @@ def run_steps(config, devices, shard_counts, prefix):
     for _ in range(config.train.steps):
       parts = [next(it) for it in iterators]
       batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-      state, metrics = step(state, mesh_lib.global_batch(batch, mesh))
+      state, metrics = step(state, mesh_lib.global_batch(batch, mesh), lengths)
       losses.append(float(metrics["loss"]))
     save_params(state, f"{prefix}-{shards}shards.npz", losses=np.asarray(losses))
 
