@@ -21,7 +21,6 @@ and a TPU's 128-lane padding differ), and the MFU is assumed, not measured.
 
 import argparse
 import dataclasses
-import functools
 import importlib
 import time
 
@@ -95,11 +94,9 @@ def lower_train(config, batch: int):
   """The trainer's own step (``train_step.make_train_step``) lowered for one device."""
   mesh = mesh_lib.make_mesh(jax.devices()[:1])
   graphdef, params, batch_stats = split_abstract(config)
-  optimizer = functools.partial(optimizer_lib.make_optimizer, config.train, batch, config.model.freeze_at)
-  step = train_step_lib.make_train_step(graphdef, lambda lengths: optimizer(lengths=lengths), mesh,
-                                        config.model.freeze_at)
-  state = jax.eval_shape(lambda p, s: train_step_lib.init_state(p, s, optimizer()[0], 0, mesh), params,
-                         batch_stats)
+  tx, _ = optimizer_lib.make_optimizer(config.train, batch, config.model.freeze_at)
+  step = train_step_lib.make_train_step(graphdef, config.train, batch, mesh, config.model.freeze_at)
+  state = jax.eval_shape(lambda p, s: train_step_lib.init_state(p, s, tx, 0, mesh), params, batch_stats)
   return jax.jit(step).lower(state, abstract_batch(config, batch), optimizer_lib.schedule_lengths(config.train))
 
 

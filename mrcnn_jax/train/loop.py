@@ -13,7 +13,6 @@ time_budget_s (> 0: fit the run into that many seconds, see budget.py);
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import signal
@@ -177,10 +176,10 @@ def _train(config: ConfigDict, workdir: str) -> tuple[train_step_lib.TrainState,
     imported = init_from_lib.load(tc.init_from, config, {"params": params, "batch_stats": batch_stats})
     params, batch_stats = jax.device_put((imported["params"], imported["batch_stats"]),
                                          mesh_lib.replicated(mesh))
-  optimizer = functools.partial(optimizer_lib.make_optimizer, tc, batch_size, config.model.freeze_at)
-  state = train_step_lib.init_state(params, batch_stats, optimizer()[0], tc.seed, mesh)
-  step_fn = train_step_lib.make_train_step(graphdef, lambda lengths: optimizer(lengths=lengths), mesh,
-                                           config.model.freeze_at)
+  freeze_at = config.model.freeze_at
+  tx, _ = optimizer_lib.make_optimizer(tc, batch_size, freeze_at)
+  state = train_step_lib.init_state(params, batch_stats, tx, tc.seed, mesh)
+  step_fn = train_step_lib.make_train_step(graphdef, tc, batch_size, mesh, freeze_at)
   lengths = optimizer_lib.schedule_lengths(tc)
 
   data_iter = data_lib.train_iterator(config, shard_index=jax.process_index(),

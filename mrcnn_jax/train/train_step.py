@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax.sharding import Mesh
+from ml_collections import ConfigDict
 
 from mrcnn_jax.train import mesh as mesh_lib
 from mrcnn_jax.train import optimizer as optimizer_lib
@@ -55,15 +56,13 @@ def variables(state: TrainState) -> tuple[nnx.State, nnx.State]:
   return state["params"], state.get("batch_stats", nnx.State({}))
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: Callable[[dict], tuple[optax.GradientTransformation,
-                                                                            optax.Schedule]],
-                    mesh: Mesh, freeze_at: int = 0,
-                    ) -> Callable[[TrainState, dict, dict], tuple[TrainState, dict]]:
+def make_train_step(graphdef: nnx.GraphDef, train: ConfigDict, global_batch: int, mesh: Mesh,
+                    freeze_at: int = 0) -> Callable[[TrainState, dict, dict], tuple[TrainState, dict]]:
   """Returns ``step(state, batch, lengths) -> (state, metrics)``, jitted over ``mesh``.
 
-  ``optimizer(lengths)``: the optimizer and lr schedule for the schedule lengths ``lengths``
-  (``optimizer.schedule_lengths``), which the step takes as inputs, so a re-planned schedule runs
-  the same compiled step. ``batch``: global arrays from ``mesh.global_batch``. ``metrics``: every loss
+  The optimizer is ``optimizer.make_optimizer(train, global_batch, freeze_at)`` with its lr schedule's
+  lengths taken from ``lengths`` (``optimizer.schedule_lengths``): inputs of the step, so a re-planned
+  schedule runs the same compiled step. ``batch``: global arrays from ``mesh.global_batch``. ``metrics``: every loss
   term, ``loss`` (their sum), ``grad_norm`` (over trainable parameters), ``lr`` and ``finite`` (all
   of these are finite). A step whose losses or gradients are not finite leaves the state untouched,
   so a bad batch can never reach a checkpoint; the loop stops on ``finite == False``.
@@ -81,7 +80,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: Callable[[dict], tuple[op
     return jax.tree.map(lambda g, lab: jnp.zeros_like(g) if lab == "frozen" else g, grads, labels)
 
   def step(state, batch, lengths):
-    tx, schedule = optimizer(lengths)
+    tx, schedule = optimizer_lib.make_optimizer(train, global_batch, freeze_at, lengths)
     key = jax.random.fold_in(state["rng"], state["step"])
     (total, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(*variables(state), batch, key)
     grad_norm = optax.tree.norm(trainable_only(grads))

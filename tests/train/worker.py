@@ -37,9 +37,7 @@ def run_steps(config, devices, shard_counts, prefix):
   mesh = mesh_lib.make_mesh(devices)
   graphdef, params, batch_stats = loop.init_model(config, mesh)
   tx, _ = optimizer_lib.make_optimizer(config.train, config.data.batch_size)
-  step = train_step_lib.make_train_step(
-      graphdef, lambda lengths: optimizer_lib.make_optimizer(config.train, config.data.batch_size,
-                                                             lengths=lengths), mesh)
+  step = train_step_lib.make_train_step(graphdef, config.train, config.data.batch_size, mesh)
   lengths = optimizer_lib.schedule_lengths(config.train)
   for shards in shard_counts:
     state = train_step_lib.init_state(*jax.tree.map(jnp.copy, (params, batch_stats)), tx, config.train.seed,
